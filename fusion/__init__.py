@@ -1,0 +1,3 @@
+"""fusion: unsupervised multi-sensor fusion, from aligned sensor streams to microcontrollers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,79 @@
+"""`Sample`: one footprint (or time window) seen by several sensors, each at its native grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from fusion.data.errors import FusionDataError
+from fusion.data.specs import Stream
+
+
+@dataclass
+class Sample:
+    """One footprint or time window seen by several sensors.
+
+    A sensor that did not see the footprint is *absent* from the mappings, never zero-filled.
+    Values are physical (scale and offset applied), float32; where ``masks`` is ``False`` the value
+    is 0 and must not be used.
+
+    Args:
+        data: stream key → tensor, ``(C, H, W)`` for rasters (H, W at the stream's native
+            resolution) or ``(C, T)`` for time series (T at the stream's native rate).
+        masks: stream key → bool validity, ``(H, W)`` or ``(T,)``.
+        streams: stream key → :class:`~fusion.data.specs.Stream` (sensor, band order, resolution).
+        meta: location, time, CRS, bounds (metres, in ``meta["crs"]``), source files.
+        label: optional target (class index, value or multi-hot tensor).
+    """
+
+    data: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]
+    streams: dict[str, Stream]
+    meta: dict[str, Any] = field(default_factory=dict)
+    label: Any = None
+
+    def __post_init__(self) -> None:
+        if set(self.data) != set(self.masks) or set(self.data) != set(self.streams):
+            raise FusionDataError(
+                f"data {sorted(self.data)}, masks {sorted(self.masks)} and streams "
+                f"{sorted(self.streams)} must name the same streams"
+            )
+        for key, x in self.data.items():
+            stream = self.streams[key]
+            if x.shape[0] != len(stream.bands):
+                raise FusionDataError(
+                    f"stream {key!r} holds {x.shape[0]} channels, expected {len(stream.bands)} "
+                    f"({list(stream.band_names)})",
+                    sensor=stream.sensor,
+                )
+            if tuple(self.masks[key].shape) != tuple(x.shape[1:]):
+                raise FusionDataError(
+                    f"mask of stream {key!r} has shape {tuple(self.masks[key].shape)}, expected "
+                    f"{tuple(x.shape[1:])}",
+                    sensor=stream.sensor,
+                )
+
+    @property
+    def sensors(self) -> list[str]:
+        """Names of the sensors present (a sensor may contribute several streams)."""
+        return sorted({s.sensor for s in self.streams.values()})
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in self.data.items()}
+
+    def valid_fraction(self) -> dict[str, float]:
+        """Fraction of valid pixels or time steps per stream."""
+        return {k: float(m.float().mean()) for k, m in self.masks.items()}
+
+    def without(self, *sensors: str) -> Sample:
+        """The same sample with whole sensors removed (their streams become absent)."""
+        keep = [k for k, s in self.streams.items() if s.sensor not in sensors]
+        return Sample(
+            data={k: self.data[k] for k in keep},
+            masks={k: self.masks[k] for k in keep},
+            streams={k: self.streams[k] for k in keep},
+            meta=dict(self.meta),
+            label=self.label,
+        )

@@ -1,0 +1,258 @@
+"""Band readers and `SensorSource`: one sensor's bands over one place and time, before alignment.
+
+A band reader knows its :class:`~fusion.data.grid.Grid` and returns raw values and validity for a
+pixel window of that grid, padding with "invalid" outside its extent. Readers of files keep the
+file open between reads (opening a GeoTIFF costs more than reading a small window of it) and
+re-open lazily after pickling, so they work in DataLoader worker processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import reproject
+from rasterio.windows import Window
+
+from fusion.data.errors import CorruptFileError, MissingCRSError
+from fusion.data.grid import Grid
+from fusion.data.specs import SensorSpec
+
+
+class BandReader(Protocol):
+    """Reads one band of one sensor on its own grid."""
+
+    grid: Grid
+    name: str  # file path or description, for error messages
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Raw values ``(h, w)`` and a bool validity mask for an integer window of :attr:`grid`."""
+        ...
+
+    def on_grid(self, grid: Grid, resampling: Resampling) -> BandReader:
+        """A reader of the same band resampled onto ``grid`` (itself if already aligned)."""
+        ...
+
+
+def _clip(window: Window, width: int, height: int) -> tuple[int, int, int, int, int, int]:
+    """Source slice (r0, r1, c0, c1) of ``window`` inside ``width``×``height`` and its offset."""
+    c0, r0 = int(window.col_off), int(window.row_off)
+    c1, r1 = c0 + int(window.width), r0 + int(window.height)
+    cc0, rr0 = max(c0, 0), max(r0, 0)
+    cc1, rr1 = min(c1, width), min(r1, height)
+    return rr0, max(rr1, rr0), cc0, max(cc1, cc0), rr0 - r0, cc0 - c0
+
+
+def _padded(
+    arr: np.ndarray,
+    window: Window,
+    slc: tuple[int, int, int, int, int, int],
+    nodata: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    h, w = int(window.height), int(window.width)
+    r0, r1, c0, c1, dr, dc = slc
+    if (r1 - r0, c1 - c0) == (h, w):
+        values = np.asarray(arr)
+        inside = np.ones((h, w), dtype=bool)
+    else:
+        values = np.zeros((h, w), dtype=arr.dtype)
+        inside = np.zeros((h, w), dtype=bool)
+        values[dr : dr + r1 - r0, dc : dc + c1 - c0] = arr
+        inside[dr : dr + r1 - r0, dc : dc + c1 - c0] = True
+    valid = inside
+    if nodata is not None:
+        valid = valid & ~((values == nodata) | (np.isnan(nodata) & np.isnan(values)))
+    if np.issubdtype(values.dtype, np.floating):
+        valid = valid & np.isfinite(values)
+    return values, valid
+
+
+def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
+    """Open a raster, turning GDAL's errors into :class:`CorruptFileError`."""
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as err:
+        raise CorruptFileError(f"cannot open raster: {err}", path=path) from err
+
+
+def grid_of(ds: Any, path: str | Path) -> Grid:
+    """The grid of an open rasterio dataset; a dataset without CRS is refused."""
+    if ds.crs is None:
+        raise MissingCRSError(
+            "raster has no CRS; expected a georeferenced file (set one with rio edit-info --crs)",
+            path=path,
+        )
+    return Grid(ds.crs, ds.transform, ds.width, ds.height)
+
+
+class FileBand:
+    """One band of a raster file (1-based ``index``), read with windowed reads.
+
+    Args:
+        path: the raster file.
+        index: 1-based band index inside the file.
+        nodata: raw value meaning "no measurement"; defaults to the file's own nodata.
+        grid: known grid (skips opening the file to learn it).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        index: int = 1,
+        *,
+        nodata: float | None = None,
+        grid: Grid | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.index = index
+        self.name = f"{self.path}#{index}" if index != 1 else self.path
+        self._ds: Any = None
+        if grid is None or nodata is None:
+            ds = self._open()
+            grid = grid or grid_of(ds, path)
+            nodata = nodata if nodata is not None else ds.nodata
+        self.grid = grid
+        self.nodata = nodata
+
+    def _open(self) -> Any:
+        if self._ds is None:
+            self._ds = open_raster(self.path)
+        return self._ds
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_ds"] = None  # dataset handles do not pickle; re-open in the worker
+        return state
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        slc = _clip(window, self.grid.width, self.grid.height)
+        r0, r1, c0, c1, _, _ = slc
+        try:
+            arr = self._open().read(self.index, window=Window(c0, r0, c1 - c0, r1 - r0))
+        except RasterioIOError as err:
+            raise CorruptFileError(f"cannot read window {window}: {err}", path=self.path) from err
+        return _padded(arr, window, slc, self.nodata)
+
+    def on_grid(self, grid: Grid, resampling: Resampling) -> BandReader:
+        if self.grid.shares_lines_with(grid):
+            return self
+        return WarpedBand(self, grid, resampling)
+
+
+class WarpedBand:
+    """A file band resampled on the fly onto another grid through GDAL's WarpedVRT."""
+
+    def __init__(self, source: FileBand, grid: Grid, resampling: Resampling) -> None:
+        self.source = source
+        self.grid = grid
+        self.resampling = resampling
+        self.name = f"{source.name} (warped to {grid.crs} @ {grid.res[0]:g})"
+        self._vrt: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_vrt"] = None
+        return state
+
+    def _open(self) -> Any:
+        if self._vrt is None:
+            ds = self.source._open()
+            nodata = self.source.nodata
+            self._vrt = WarpedVRT(
+                ds,
+                crs=self.grid.crs,
+                transform=self.grid.transform,
+                width=self.grid.width,
+                height=self.grid.height,
+                resampling=self.resampling,
+                src_nodata=nodata,
+                nodata=nodata if nodata is not None else np.nan,
+                dtype="float32",
+                init_dest_nodata=True,
+            )
+        return self._vrt
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        slc = _clip(window, self.grid.width, self.grid.height)
+        r0, r1, c0, c1, _, _ = slc
+        vrt = self._open()
+        arr = vrt.read(self.source.index, window=Window(c0, r0, c1 - c0, r1 - r0))
+        nodata = self.source.nodata if self.source.nodata is not None else np.nan
+        return _padded(arr, window, slc, nodata)
+
+    def on_grid(self, grid: Grid, resampling: Resampling) -> BandReader:
+        return self if grid == self.grid else WarpedBand(self.source, grid, resampling)
+
+
+class ArrayBand:
+    """A 2-D array (numpy, dask or an xarray DataArray) placed on a grid.
+
+    Dask-backed arrays stay lazy: a window read computes only the chunks it touches.
+    """
+
+    def __init__(self, array: Any, grid: Grid, *, nodata: float | None = None, name: str = "array"):
+        if tuple(array.shape) != (grid.height, grid.width):
+            raise ValueError(f"array shape {tuple(array.shape)} does not match grid {grid}")
+        self.array = array
+        self.grid = grid
+        self.nodata = nodata
+        self.name = name
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        slc = _clip(window, self.grid.width, self.grid.height)
+        r0, r1, c0, c1, _, _ = slc
+        arr = np.asarray(self.array[r0:r1, c0:c1])
+        return _padded(arr, window, slc, self.nodata)
+
+    def on_grid(self, grid: Grid, resampling: Resampling) -> BandReader:
+        if self.grid.shares_lines_with(grid):
+            return self
+        src = np.asarray(self.array).astype("float32")
+        dst = np.full((grid.height, grid.width), np.nan, dtype="float32")
+        reproject(
+            src,
+            dst,
+            src_transform=self.grid.transform,
+            src_crs=self.grid.crs,
+            src_nodata=self.nodata,
+            dst_transform=grid.transform,
+            dst_crs=grid.crs,
+            dst_nodata=np.nan,
+            resampling=resampling,
+        )
+        return ArrayBand(dst, grid, nodata=np.nan, name=f"{self.name} (reprojected)")
+
+
+@dataclass
+class SensorSource:
+    """One sensor's bands over one place and time, each band on its own native grid.
+
+    Args:
+        spec: the sensor spec, restricted to the bands present (``spec.subset``).
+        bands: canonical band name → reader.
+        time: acquisition time, if known.
+        masks: extra readers whose non-zero pixels mark invalid data for every band of the
+            sensor (cloud masks, quality flags).
+        meta: free metadata (product id, source paths, labels).
+    """
+
+    spec: SensorSpec
+    bands: dict[str, BandReader]
+    time: datetime | None = None
+    masks: list[BandReader] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def crs(self) -> Any:
+        return next(iter(self.bands.values())).grid.crs
