@@ -1,0 +1,26 @@
+"""Entry point of the ``fusion`` console command."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import data
+
+app = typer.Typer(
+    help="fusion: unsupervised multi-sensor fusion, from aligned sensor streams to microcontrollers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data.app, name="data")
+
+
+@app.command()
+def version() -> None:
+    """Print the toolkit version."""
+    from fusion import __version__
+
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()
