@@ -22,11 +22,14 @@ console = Console()
 def inspect_cmd(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Folders of band GeoTIFFs, multi-band .tif, .nc/.zarr, .ts, .csv, .npy"),
+        typer.Argument(
+            help="Folders of band GeoTIFFs, multi-band .tif, .nc/.zarr, .ts, .csv, .npy"
+        ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Fail on the first unreadable file instead of skipping.")
+        bool,
+        typer.Option("--strict", help="Fail on the first unreadable file instead of skipping."),
     ] = False,
 ) -> None:
     """Each sensor found: bands, grid shape, resolution, CRS, footprint overlap, nodata fraction."""

@@ -7,7 +7,7 @@ import typer
 from cli import data
 
 app = typer.Typer(
-    help="fusion: unsupervised multi-sensor fusion, from aligned sensor streams to microcontrollers.",
+    help="fusion: unsupervised multi-sensor fusion, from sensor streams to microcontrollers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

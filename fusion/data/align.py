@@ -176,14 +176,15 @@ def _mask_on(mask: BandReader, bounds: BoundingBox, shape: tuple[int, int]) -> n
     masked); a finer output repeats the mask pixel.
     """
     raw, ok = mask.read(mask.grid.integer_window(_expand(bounds, mask.grid)))
-    bad = (raw != 0) & ok
+    bad: np.ndarray = (raw != 0) & ok
     h, w = bad.shape
     m, n = shape
     if (h, w) == (m, n):
         return bad
     if h >= m:
         fy, fx = h // m, w // n
-        return np.asarray(bad[: m * fy, : n * fx].reshape(m, fy, n, fx).any(axis=(1, 3)))
+        out: np.ndarray = bad[: m * fy, : n * fx].reshape(m, fy, n, fx).any(axis=(1, 3))
+        return out
     fy, fx = m // h, n // w
     return np.asarray(np.repeat(np.repeat(bad, fy, axis=0), fx, axis=1)[:m, :n])
 

@@ -1,4 +1,4 @@
-"""One hierarchy of data errors. Each names the file, sensor and band involved and what was expected.
+"""One hierarchy of data errors, each naming the file, sensor and band and what was expected.
 
 The CLI catches :class:`FusionDataError` and prints its message without a traceback.
 """
@@ -71,4 +71,4 @@ class LayoutError(FusionDataError):
 
 
 class ChipError(FusionDataError):
-    """A chip size or location is invalid (not a multiple of the coarsest pixel, off the footprint)."""
+    """A chip size or location is invalid (corner off the lattice, outside the footprint)."""

@@ -74,7 +74,7 @@ class Grid:
 
     @classmethod
     def covering(cls, crs: CRS, bounds: BoundingBox, res: float) -> Grid:
-        """A grid of ``res`` metres whose pixels tile ``bounds`` exactly (bounds must be multiples)."""
+        """A grid of ``res`` metres tiling ``bounds`` exactly (bounds must be multiples of it)."""
         width = round((bounds.right - bounds.left) / res)
         height = round((bounds.top - bounds.bottom) / res)
         return cls(crs, Affine(res, 0, bounds.left, 0, -res, bounds.top), width, height)

@@ -54,7 +54,8 @@ class RunningStats:
 
     @property
     def std(self) -> np.ndarray:
-        return np.sqrt(self.m2 / np.maximum(self.count - 1, 1))
+        out: np.ndarray = np.sqrt(self.m2 / np.maximum(self.count - 1, 1))
+        return out
 
 
 def compute_stats(
@@ -77,11 +78,15 @@ def compute_stats(
     for sensor, spec in specs.items():
         mean, std, count = [], [], []
         for band in spec.bands:
-            rs = running.get((sensor, band.name))
-            seen = rs is not None and rs.count.size > 0
-            mean.append(float(rs.mean[0]) if seen and rs else 0.0)
-            std.append(float(max(rs.std[0], 1e-12)) if seen and rs else 1.0)
-            count.append(int(rs.count[0]) if seen and rs else 0)
+            seen = running.get((sensor, band.name))
+            if seen is None or seen.count.size == 0:
+                mean.append(0.0)
+                std.append(1.0)
+                count.append(0)
+                continue
+            mean.append(float(seen.mean[0]))
+            std.append(float(max(seen.std[0], 1e-12)))
+            count.append(int(seen.count[0]))
         out[sensor] = spec.with_stats(NormStats(tuple(mean), tuple(std), tuple(count)))
     return out
 

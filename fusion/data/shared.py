@@ -1,4 +1,4 @@
-"""Where the project's real sample data lives (``$FUSION_SHARED_DATA``, default ``../shared/data``)."""
+"""Where the real sample data lives: ``$FUSION_SHARED_DATA``, default ``../shared/data``."""
 
 from __future__ import annotations
 

@@ -176,9 +176,7 @@ class SensorSpec:
         """Bands grouped by native resolution (finest first) or rate (fastest first)."""
         if self.kind == "raster":
             values = sorted({b.resolution_m for b in self.bands if b.resolution_m})
-            groups = [
-                (v, tuple(b for b in self.bands if b.resolution_m == v)) for v in values
-            ]
+            groups = [(v, tuple(b for b in self.bands if b.resolution_m == v)) for v in values]
             suffix = "m"
         else:
             values = sorted({b.rate_hz for b in self.bands if b.rate_hz}, reverse=True)
@@ -273,7 +271,9 @@ class SensorSpec:
                 description=str(data.get("description", "")),
             )
         except SpecError as err:
-            raise type(err)(err.reason, path=source, sensor=name or err.sensor, band=err.band)
+            raise type(err)(
+                err.reason, path=source, sensor=name or err.sensor, band=err.band
+            ) from err
         except (TypeError, ValueError, KeyError) as err:
             raise SpecError(f"malformed sensor spec: {err}", path=source, sensor=name) from err
 
