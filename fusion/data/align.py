@@ -183,7 +183,7 @@ def _mask_on(mask: BandReader, bounds: BoundingBox, shape: tuple[int, int]) -> n
         return bad
     if h >= m:
         fy, fx = h // m, w // n
-        out: np.ndarray = bad[: m * fy, : n * fx].reshape(m, fy, n, fx).any(axis=(1, 3))
+        out: np.ndarray = np.asarray(bad[: m * fy, : n * fx].reshape(m, fy, n, fx).any(axis=(1, 3)))
         return out
     fy, fx = m // h, n // w
     return np.asarray(np.repeat(np.repeat(bad, fy, axis=0), fx, axis=1)[:m, :n])

@@ -42,9 +42,9 @@ class Grid:
     def window(self, bounds: BoundingBox | tuple[float, float, float, float]) -> Window:
         """The (possibly fractional) pixel window covering ``bounds`` on this grid."""
         left, bottom, right, top = bounds
-        inv = ~self.transform
-        col0, row0 = inv * (left, top)
-        col1, row1 = inv * (right, bottom)
+        t = self.transform  # north-up grids only (checked where grids are built)
+        col0, row0 = (left - t.c) / t.a, (top - t.f) / t.e
+        col1, row1 = (right - t.c) / t.a, (bottom - t.f) / t.e
         return Window(col0, row0, col1 - col0, row1 - row0)
 
     def integer_window(self, bounds: BoundingBox | tuple[float, float, float, float]) -> Window:
