@@ -8,6 +8,7 @@ re-open lazily after pickling, so they work in DataLoader worker processes.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -114,6 +115,7 @@ class FileBand:
         self.index = index
         self.name = f"{self.path}#{index}" if index != 1 else self.path
         self._ds: Any = None
+        self._pid = os.getpid()
         if grid is None or nodata is None:
             ds = self._open()
             grid = grid or grid_of(ds, path)
@@ -122,8 +124,10 @@ class FileBand:
         self.nodata = nodata
 
     def _open(self) -> Any:
-        if self._ds is None:
+        # A handle inherited through fork shares GDAL's file state with the parent: re-open.
+        if self._ds is None or self._pid != os.getpid():
             self._ds = open_raster(self.path)
+            self._pid = os.getpid()
         return self._ds
 
     def __getstate__(self) -> dict[str, Any]:
@@ -155,6 +159,7 @@ class WarpedBand:
         self.resampling = resampling
         self.name = f"{source.name} (warped to {grid.crs} @ {grid.res[0]:g})"
         self._vrt: Any = None
+        self._pid = os.getpid()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -162,7 +167,8 @@ class WarpedBand:
         return state
 
     def _open(self) -> Any:
-        if self._vrt is None:
+        if self._vrt is None or self._pid != os.getpid():
+            self._pid = os.getpid()
             ds = self.source._open()
             nodata = self.source.nodata
             self._vrt = WarpedVRT(
