@@ -72,3 +72,7 @@ class LayoutError(FusionDataError):
 
 class ChipError(FusionDataError):
     """A chip size or location is invalid (corner off the lattice, outside the footprint)."""
+
+
+class IrregularGridError(FusionDataError):
+    """A variable's x/y coordinates are not evenly spaced pixel centres, so no affine grid fits."""
