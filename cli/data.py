@@ -31,13 +31,23 @@ def inspect_cmd(
         bool,
         typer.Option("--strict", help="Fail on the first unreadable file instead of skipping."),
     ] = False,
+    sensor: Annotated[
+        str | None,
+        typer.Option(help="Sensor spec for files that do not say (netCDF/zarr, odd names)."),
+    ] = None,
 ) -> None:
     """Each sensor found: bands, grid shape, resolution, CRS, footprint overlap, nodata fraction."""
-    report = inspect_paths(paths, strict=strict)
+    report = inspect_paths(paths, strict=strict, sensor=sensor)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
     _print_report(report)
+
+
+def _band_list(names: list[str]) -> str:
+    if len(names) <= 4:
+        return " ".join(names)
+    return f"{names[0]} {names[1]} … {names[-1]} ({len(names)})"
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -45,20 +55,23 @@ def _print_report(report: dict[str, Any]) -> None:
     for col in ("scene", "sensor", "crs", "time", "bands", "grids", "nodata"):
         table.add_column(col)
     for s in report["sensors"]:
-        grids = sorted(
-            {
+        grids = []
+        for b in sorted(
+            s["bands"], key=lambda b: b.get("resolution_m") or -(b.get("rate_hz") or 0)
+        ):
+            g = (
                 f"{b['shape'][1]}×{b['shape'][0]}@{b['resolution_m']:g}m"
-                if "resolution_m" in b and b.get("shape")
-                else f"{b.get('rate_hz', 0):.3g}Hz"
-                for b in s["bands"]
-            }
-        )
+                if b.get("resolution_m") and b.get("shape")
+                else f"{b.get('rate_hz') or 0:.3g}Hz"
+            )
+            if g not in grids:
+                grids.append(g)
         table.add_row(
             str(s.get("scene", "-")),
             s["name"],
             str(s.get("crs")),
-            (s.get("time") or "")[:19],
-            " ".join(b["name"] for b in s["bands"]),
+            (s.get("time") or "")[:10],
+            _band_list([b["name"] for b in s["bands"]]),
             ", ".join(grids),
             f"{s.get('nodata_fraction', 0):.1%}",
         )

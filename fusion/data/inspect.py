@@ -6,7 +6,7 @@ so the report also shows the grid every stream gets on the common footprint.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +16,12 @@ from rasterio.windows import Window
 
 from fusion.data.align import align
 from fusion.data.errors import FusionDataError, LayoutError
+from fusion.data.inspect_files import INSPECTORS, inspector_for
 from fusion.data.readers.band_folder import FolderReport, find_band_folders, open_band_folder
 from fusion.data.scenes import geographic_bounds, group_scenes, overlap_fraction
 from fusion.data.sources import BandReader, FileBand, SensorSource
 
 _MAX_PIXELS = 1 << 20  # nodata fractions of larger bands are estimated on a decimated read
-
-#: Readers for single files, by suffix: path → list of report entries. Other modules register.
-FILE_INSPECTORS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {}
 
 
 def nodata_fraction(reader: BandReader) -> float:
@@ -69,7 +67,9 @@ def describe_source(source: SensorSource) -> dict[str, Any]:
     }
 
 
-def inspect_paths(paths: Sequence[str | Path], *, strict: bool = False) -> dict[str, Any]:
+def inspect_paths(
+    paths: Sequence[str | Path], *, strict: bool = False, sensor: str | None = None
+) -> dict[str, Any]:
     """Inspect files and folders; unreadable files are reported and skipped unless ``strict``.
 
     Returns:
@@ -84,12 +84,10 @@ def inspect_paths(paths: Sequence[str | Path], *, strict: bool = False) -> dict[
         path = Path(raw)
         if not path.exists():
             raise LayoutError("path does not exist", path=path)
-        inspector = FILE_INSPECTORS.get(path.suffix.lower()) if path.is_file() else None
-        if inspector is None and path.suffix.lower() == ".zarr":
-            inspector = FILE_INSPECTORS.get(".zarr")
+        inspector = inspector_for(path)
         if inspector is not None:
             try:
-                sensors.extend(inspector(path))
+                sensors.extend(inspector(path, sensor))
             except FusionDataError as err:
                 if strict:
                     raise
@@ -99,12 +97,12 @@ def inspect_paths(paths: Sequence[str | Path], *, strict: bool = False) -> dict[
         if not folders:
             raise LayoutError(
                 "no sensor data found: expected band GeoTIFFs (B02.tif, *_VV.tif), a multi-band "
-                f".tif, or one of {sorted(FILE_INSPECTORS)}",
+                f".tif, or one of {sorted(INSPECTORS)}",
                 path=path,
             )
         for folder in folders:
             try:
-                sources.append(open_band_folder(folder, strict=strict, report=report))
+                sources.append(open_band_folder(folder, sensor, strict=strict, report=report))
             except FusionDataError as err:
                 if strict:
                     raise
