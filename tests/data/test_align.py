@@ -171,14 +171,17 @@ def test_corrupt_file_is_skipped_or_raised_in_strict_mode(tmp_path: Path) -> Non
 
 def test_unknown_band_files_name_the_folder(tmp_path: Path) -> None:
     folder = tmp_path / "x"
-    write_band(
-        folder / "B99.tif", np.ones((4, 4), np.uint16), transform=Affine(10, 0, 0, 0, -10, 40)
-    )
+    t = Affine(10, 0, 0, 0, -10, 40)
+    write_band(folder / "B02.tif", np.ones((4, 4), np.uint16), transform=t)
+    write_band(folder / "VV.tif", np.ones((4, 4), np.float32), transform=t)
     with pytest.raises(LayoutError, match="match no known sensor") as info:
-        open_band_folder(folder)
+        open_band_folder(folder)  # optical and SAR names in one folder: no single sensor
     assert info.value.path == str(folder)
-
-
+    other = tmp_path / "y"
+    write_band(other / "B99.tif", np.ones((4, 4), np.uint16), transform=t)
+    with pytest.raises(LayoutError, match="no band files") as info:
+        open_band_folder(other)
+    assert info.value.path == str(other)
 def _subpixel_shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Shift (rows, cols) of ``a`` relative to ``b`` by cross-correlation with a parabolic peak."""
     fa, fb = np.fft.fft2(a - a.mean()), np.fft.fft2(b - b.mean())

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fusion.data.catalog import get_spec
+from fusion.data.catalog import get_spec, known_sensors
 from fusion.data.errors import CorruptFileError, FusionDataError, LayoutError
 from fusion.data.sources import BandReader, FileBand, SensorSource
 from fusion.data.specs import SensorSpec
@@ -49,14 +49,13 @@ class FolderReport:
 
 
 def _band_token(stem: str, spec: SensorSpec | None = None) -> str | None:
-    """The band name a file stem refers to: the whole stem or its last ``_`` token."""
-    candidates = [stem, stem.rsplit("_", 1)[-1]]
-    for cand in candidates:
-        if spec is not None:
-            if spec.has_band(cand):
-                return spec.band(cand).name
-        elif re.fullmatch(r"(B\d{1,2}A?|VV|VH|HH|HV)", cand, flags=re.IGNORECASE):
-            return cand.upper()
+    """The band name a file stem refers to: the whole stem or its last ``_`` token, matched
+    against ``spec`` or, when ``None``, against every registered sensor."""
+    specs = [spec] if spec is not None else [get_spec(n) for n in known_sensors()]
+    for cand in (stem, stem.rsplit("_", 1)[-1]):
+        for sp in specs:
+            if sp.kind == "raster" and sp.has_band(cand):
+                return sp.band(cand).name if spec is not None else cand.upper()
     return None
 
 
@@ -70,23 +69,36 @@ def _role(stem: str) -> str | None:
 
 
 def guess_spec(folder: Path, tokens: Iterable[str]) -> SensorSpec:
-    """Pick the built-in sensor whose bands the file names match.
+    """Pick the registered raster sensor whose bands the file names match.
+
+    A folder (or parent) named after a sensor wins; Sentinel-2 L1C and L2A share names, so B10,
+    ``L1C`` or ``s2c`` in the path mean L1C.
 
     Raises:
-        LayoutError: the names match no known sensor.
+        LayoutError: the names match no sensor, or several equally well.
     """
     names = {t.upper() for t in tokens}
-    hint = str(folder).upper()
-    s1 = get_spec("s1_grd")
-    if names and all(s1.has_band(n) for n in names):
-        return s1
-    l1c, l2a = get_spec("s2_l1c"), get_spec("s2_l2a")
-    if names and all(l1c.has_band(n) for n in names):
-        is_l1c = "B10" in names or "L1C" in hint or "/S2C/" in hint + "/"
-        return l1c if is_l1c or not all(l2a.has_band(n) for n in names) else l2a
+    specs = [get_spec(n) for n in known_sensors()]
+    fits = [s for s in specs if s.kind == "raster" and names and all(s.has_band(n) for n in names)]
+    parts = {p.lower() for p in folder.parts}
+    for spec in fits:
+        if spec.name in parts:
+            return spec
+    hint = "/".join(folder.parts).upper() + "/"
+    s2 = [s for s in fits if s.name in ("s2_l1c", "s2_l2a")]
+    if len(s2) == len(fits) == 2:
+        is_l1c = "B10" in names or "L1C" in hint or "/S2C/" in hint
+        return get_spec("s2_l1c" if is_l1c else "s2_l2a")
+    if len(fits) == 1:
+        return fits[0]
+    if not fits:
+        raise LayoutError(
+            f"band files {sorted(names)} match no known sensor; pass a sensor spec "
+            "(built-in name or YAML)",
+            path=folder,
+        )
     raise LayoutError(
-        f"band files {sorted(names)} match no known sensor; pass a sensor spec "
-        "(built-in name or YAML)",
+        f"band files {sorted(names)} fit several sensors {[s.name for s in fits]}; pass one",
         path=folder,
     )
 
