@@ -41,7 +41,7 @@ def inspect_cmd(
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
-    _print_report(report)
+    print_report(report)
 
 
 def _band_list(names: list[str]) -> str:
@@ -50,7 +50,7 @@ def _band_list(names: list[str]) -> str:
     return f"{names[0]} {names[1]} … {names[-1]} ({len(names)})"
 
 
-def _print_report(report: dict[str, Any]) -> None:
+def print_report(report: dict[str, Any]) -> None:
     table = Table(title="Sensors", show_lines=False)
     for col in ("scene", "sensor", "crs", "time", "bands", "grids", "nodata"):
         table.add_column(col)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli import data
+from cli.demo import demo
 
 app = typer.Typer(
     help="fusion: unsupervised multi-sensor fusion, from sensor streams to microcontrollers.",
@@ -12,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data.app, name="data")
+app.command()(demo)
 
 
 @app.command()

@@ -27,6 +27,8 @@ from fusion.data.errors import CorruptFileError, FusionDataError, LayoutError
 from fusion.data.sources import BandReader, FileBand, SensorSource
 from fusion.data.specs import SensorSpec
 
+#: Sensors recognised from file names alone, before other registered sensors with the same names.
+BUILTIN_RASTERS = ("s1_grd", "s2_l1c", "s2_l2a")
 #: File stems (after any prefix) that hold a cloud or quality mask (non-zero = invalid).
 MASK_STEMS = ("cloud_mask", "cloudmask", "cloud")
 #: File stems that hold a per-pixel label map.
@@ -84,6 +86,8 @@ def guess_spec(folder: Path, tokens: Iterable[str]) -> SensorSpec:
     for spec in fits:
         if spec.name in parts:
             return spec
+    builtin = [s for s in fits if s.name in BUILTIN_RASTERS]
+    fits = builtin or fits  # real products first; synthetic/user specs are picked by folder name
     hint = "/".join(folder.parts).upper() + "/"
     s2 = [s for s in fits if s.name in ("s2_l1c", "s2_l2a")]
     if len(s2) == len(fits) == 2:
