@@ -219,7 +219,7 @@ def test_geographic_sources_with_offset_bounds_keep_positions(tmp_path: Path) ->
             top,
             resolution=(res / 96_000, res / 111_000),
         )
-        dst_t = dst_t * Affine.translation(frac, -frac)  # group bounds offset by a sub-pixel
+        dst_t = dst_t @ Affine.translation(frac, -frac)  # group bounds offset by a sub-pixel
         out = np.zeros((h, w), np.float32)
         reproject(
             truth,
