@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.config import load_options
 from cli.data import print_report
 from cli.errors import reports_errors
 from fusion.data.demo import run_demo
@@ -25,8 +26,16 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic scene.")] = 0,
     chip_m: Annotated[float, typer.Option(help="Chip size in metres.")] = 640.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file of these options (configs/demo.yaml).")
+    ] = None,
 ) -> None:
     """Generate a synthetic multi-sensor scene, inspect it, align it, cut chips and batch them."""
+    if config is not None:
+        opts = load_options(config, {"out", "seed", "chip_m"})
+        out = Path(opts.get("out", out))
+        seed = int(opts.get("seed", seed))
+        chip_m = float(opts.get("chip_m", chip_m))
     with console.status("generating, aligning and chipping the synthetic scene…"):
         summary = run_demo(out, seed=seed, chip_m=chip_m)
     if as_json:

@@ -182,6 +182,8 @@ def test_unknown_band_files_name_the_folder(tmp_path: Path) -> None:
     with pytest.raises(LayoutError, match="no band files") as info:
         open_band_folder(other)
     assert info.value.path == str(other)
+
+
 def _subpixel_shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Shift (rows, cols) of ``a`` relative to ``b`` by cross-correlation with a parabolic peak."""
     fa, fb = np.fft.fft2(a - a.mean()), np.fft.fft2(b - b.mean())

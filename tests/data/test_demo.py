@@ -26,3 +26,14 @@ def test_demo_cli_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--json", "--chip-m", "1200"])
     assert result.exit_code == 0, result.output
     assert '"syn_optical_10m"' in result.stdout
+
+
+def test_demo_config_file_and_bad_option(tmp_path: Path) -> None:
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text(f"out: {tmp_path / 'o'}\nseed: 1\nchip-m: 1200\n")
+    result = CliRunner().invoke(app, ["demo", "--config", str(cfg), "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"chip_m": 1200.0' in result.stdout and (tmp_path / "o" / "chip.png").exists()
+    cfg.write_text("chip_size: 3\n")
+    bad = CliRunner().invoke(app, ["demo", "--config", str(cfg)])
+    assert bad.exit_code == 2 and "chip_size" in bad.stderr

@@ -85,3 +85,11 @@ def test_bad_yaml_field_names_file_and_sensor(tmp_path: Path) -> None:
 def test_raster_band_without_resolution_is_refused() -> None:
     with pytest.raises(SpecError, match="resolution_m"):
         S2_L2A.from_dict({"name": "x", "kind": "raster", "bands": [{"name": "A"}]})
+
+
+def test_example_sensor_config_registers(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    specs = register_yaml(root / "configs" / "sensors" / "example_thermal.yaml", overwrite=True)
+    assert [s.name for s in specs] == ["landsat_tirs", "weather_station"]
+    assert get_spec("landsat_tirs").band("B10").unit == "K"
+    assert get_spec("weather_station").streams()[0].rate_hz == pytest.approx(1 / 600)
