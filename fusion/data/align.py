@@ -30,7 +30,7 @@ from rasterio.warp import transform_bounds
 from fusion.data.errors import ChipError, CRSMismatchError, FusionDataError, NoOverlapError
 from fusion.data.grid import Grid
 from fusion.data.sample import Sample
-from fusion.data.sources import BandReader, SensorSource
+from fusion.data.sources import BandReader, FileBand, SensorSource, StackedFileBands
 from fusion.data.specs import Stream
 
 _MM = 1000  # resolutions are compared in whole millimetres
@@ -68,6 +68,7 @@ class AlignedStream:
         scale: raw → physical scale of the sensor.
         offset: raw → physical offset.
         resampled: band names that needed resampling (not on the target grid natively).
+        stack: all bands read in one call, when they are files on one aligned grid.
     """
 
     stream: Stream
@@ -77,6 +78,7 @@ class AlignedStream:
     scale: float
     offset: float
     resampled: list[str] = field(default_factory=list)
+    stack: StackedFileBands | None = None
 
 
 @dataclass
@@ -140,22 +142,47 @@ class AlignedScene:
         if right <= self.bounds.left or left >= self.bounds.right or top <= self.bounds.bottom:
             raise ChipError(f"chip {tuple(bounds)} lies outside the footprint {tuple(self.bounds)}")
         data, masks, streams, extent = {}, {}, {}, {}
+        sizes = {}
         for key, a in self.streams.items():
             res = a.grid.res[0]
-            n = math.ceil((right - left) / res - 1e-6)
-            m = math.ceil((top - bottom) / res - 1e-6)
-            sb = BoundingBox(left, top - m * res, left + n * res, top)
-            window = a.grid.integer_window(sb)
-            values = np.empty((len(a.readers), m, n), dtype=np.float32)
-            valid = np.ones((m, n), dtype=bool)
-            for i, reader in enumerate(a.readers):
-                raw, ok = reader.read(window)
-                values[i] = raw
-                valid &= ok
+            sizes[key] = (
+                math.ceil((top - bottom) / res - 1e-6),
+                math.ceil((right - left) / res - 1e-6),
+                res,
+            )
+        # Masks (clouds) are read once per chip over the largest stream extent, then reduced to
+        # each stream's grid: one read instead of one per stream.
+        ext_w = max(n * res for _, n, res in sizes.values())
+        ext_h = max(m * res for m, _, res in sizes.values())
+        union = BoundingBox(left, top - ext_h, left + ext_w, top)
+        mask_cache: dict[int, np.ndarray | None] = {}
+        for key, a in self.streams.items():
+            m, n, res = sizes[key]
+            window = a.grid.integer_window(BoundingBox(left, top - m * res, left + n * res, top))
+            if a.stack is not None:
+                raw, valid = a.stack.read(window)
+                values = raw.astype(np.float32)
+            else:
+                values = np.empty((len(a.readers), m, n), dtype=np.float32)
+                valid = np.ones((m, n), dtype=bool)
+                for i, reader in enumerate(a.readers):
+                    raw, ok = reader.read(window)
+                    values[i] = raw
+                    valid &= ok
             for mask in a.masks:
-                valid &= ~_mask_on(mask, sb, (m, n))
-            values = values * a.scale + a.offset if (a.scale, a.offset) != (1.0, 0.0) else values
-            values[:, ~valid] = 0.0
+                if id(mask) not in mask_cache:
+                    flagged = _bad_pixels(mask, union)
+                    mask_cache[id(mask)] = flagged if flagged.any() else None
+                bad = mask_cache[id(mask)]
+                if bad is None:  # a clear chip: nothing to resize
+                    continue
+                mres = mask.grid.res[0]
+                rows, cols = math.ceil(m * res / mres - 1e-6), math.ceil(n * res / mres - 1e-6)
+                valid &= ~_resize_mask(bad[:rows, :cols], (m, n))
+            if (a.scale, a.offset) != (1.0, 0.0):
+                values *= a.scale
+                values += a.offset
+            values *= valid  # invalid pixels become 0 (broadcast over bands, in place)
             data[key] = torch.from_numpy(values)
             masks[key] = torch.from_numpy(valid)
             streams[key] = a.stream
@@ -169,14 +196,16 @@ class AlignedScene:
         return Sample(data=data, masks=masks, streams=streams, meta=meta, label=label)
 
 
-def _mask_on(mask: BandReader, bounds: BoundingBox, shape: tuple[int, int]) -> np.ndarray:
-    """Invalid pixels of a mask reader over ``bounds``, brought to ``shape`` (True = invalid).
-
-    A coarser output pixel is invalid when any finer mask pixel inside it is (cloud edges stay
-    masked); a finer output repeats the mask pixel.
-    """
+def _bad_pixels(mask: BandReader, bounds: BoundingBox) -> np.ndarray:
+    """Pixels of a mask reader flagged invalid (non-zero) over ``bounds``, on the mask's grid."""
     raw, ok = mask.read(mask.grid.integer_window(_expand(bounds, mask.grid)))
     bad: np.ndarray = (raw != 0) & ok
+    return bad
+
+
+def _resize_mask(bad: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bring an invalid-pixel mask to ``shape``: a coarser pixel is invalid when any finer pixel
+    inside it is (cloud edges stay masked); a finer output repeats the mask pixel."""
     h, w = bad.shape
     m, n = shape
     if (h, w) == (m, n):
@@ -185,7 +214,7 @@ def _mask_on(mask: BandReader, bounds: BoundingBox, shape: tuple[int, int]) -> n
         fy, fx = h // m, w // n
         out: np.ndarray = np.asarray(bad[: m * fy, : n * fx].reshape(m, fy, n, fx).any(axis=(1, 3)))
         return out
-    fy, fx = m // h, n // w
+    fy, fx = -(-m // h), -(-n // w)
     return np.asarray(np.repeat(np.repeat(bad, fy, axis=0), fx, axis=1)[:m, :n])
 
 
@@ -302,8 +331,12 @@ def align(
                 if reader is not s.bands[band.name]:
                     resampled.append(band.name)
                 readers.append(reader)
+            files = [r for r in readers if isinstance(r, FileBand)]
+            stack = None
+            if len(files) == len(readers) > 1 and all(f.grid == files[0].grid for f in files):
+                stack = StackedFileBands(files)
             streams[stream.key] = AlignedStream(
-                stream, grid, readers, mask_readers, s.spec.scale, s.spec.offset, resampled
+                stream, grid, readers, mask_readers, s.spec.scale, s.spec.offset, resampled, stack
             )
     meta = {
         "sensors": names,

@@ -49,11 +49,18 @@ class Grid:
 
     def integer_window(self, bounds: BoundingBox | tuple[float, float, float, float]) -> Window:
         """Like :meth:`window` but requires whole pixels; raises ``ValueError`` otherwise."""
-        w = self.window(bounds)
-        vals = (w.col_off, w.row_off, w.width, w.height)
-        rounded = tuple(round(v) for v in vals)
-        if any(abs(v - r) > 1e-3 for v, r in zip(vals, rounded, strict=True)):
-            raise ValueError(f"bounds {tuple(bounds)} do not fall on whole pixels of {self}")
+        left, bottom, right, top = bounds
+        t = self.transform
+        vals = (
+            (left - t.c) / t.a,
+            (top - t.f) / t.e,
+            (right - left) / t.a,
+            (bottom - top) / t.e,
+        )
+        rounded = [round(v) for v in vals]
+        for v, r in zip(vals, rounded, strict=True):
+            if abs(v - r) > 1e-3:
+                raise ValueError(f"bounds {tuple(bounds)} do not fall on whole pixels of {self}")
         return Window(*rounded)
 
     def is_north_up(self) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -136,6 +137,29 @@ class FileBand:
         return state
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        c0, r0 = window.col_off, window.row_off
+        if (
+            c0 >= 0
+            and r0 >= 0
+            and c0 + window.width <= self.grid.width
+            and r0 + window.height <= self.grid.height
+        ):
+            # Fast path (the common case): the window lies inside the file, nothing to pad.
+            try:
+                arr = self._open().read(self.index, window=window)
+            except RasterioIOError as err:
+                raise CorruptFileError(
+                    f"cannot read window {window}: {err}", path=self.path
+                ) from err
+            if self.nodata is not None:
+                valid = arr != self.nodata
+                if arr.dtype.kind == "f":
+                    valid &= np.isfinite(arr)
+            elif arr.dtype.kind == "f":
+                valid = np.isfinite(arr)
+            else:
+                valid = np.ones(arr.shape, dtype=bool)
+            return arr, valid
         slc = _clip(window, self.grid.width, self.grid.height)
         r0, r1, c0, c1, _, _ = slc
         try:
@@ -262,3 +286,81 @@ class SensorSource:
     @property
     def crs(self) -> Any:
         return next(iter(self.bands.values())).grid.crs
+
+
+_GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+               "int32": "Int32", "float32": "Float32", "float64": "Float64"}  # fmt: skip
+
+
+class StackedFileBands:
+    """Single-band files on one grid read together, in one GDAL call, through an in-memory VRT.
+
+    Reading a small window costs rasterio about 40 µs of per-call overhead whatever the size, so
+    one call for the four 10 m Sentinel-2 bands instead of four halves the cost of a chip. GDAL's
+    VRT is the standard way to stack files without copying them; the XML is kept (not the
+    handle), so the stack pickles into DataLoader workers and re-opens there.
+
+    Args:
+        bands: readers of single-band files sharing one grid.
+    """
+
+    def __init__(self, bands: list[FileBand]) -> None:
+        if not bands or any(b.grid != bands[0].grid for b in bands):
+            raise ValueError("stacked bands must share one grid")
+        self.bands = bands
+        self.grid = bands[0].grid
+        self.name = " + ".join(b.name for b in bands)
+        dtypes = {b._open().dtypes[b.index - 1] for b in bands}
+        dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
+        g = self.grid
+        gt = ", ".join(repr(v) for v in g.transform.to_gdal())
+        parts = [
+            f'<VRTDataset rasterXSize="{g.width}" rasterYSize="{g.height}">'
+            f"<SRS>{escape(g.crs.to_wkt())}</SRS><GeoTransform>{gt}</GeoTransform>"
+        ]
+        rect = f'xOff="0" yOff="0" xSize="{g.width}" ySize="{g.height}"'
+        for i, b in enumerate(bands, 1):
+            parts.append(
+                f'<VRTRasterBand dataType="{_GDAL_TYPES.get(dtype, "Float32")}" band="{i}">'
+                f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(Path(b.path).resolve()))}'
+                f"</SourceFilename><SourceBand>{b.index}</SourceBand>"
+                f"<SrcRect {rect}/><DstRect {rect}/></SimpleSource></VRTRasterBand>"
+            )
+        parts.append("</VRTDataset>")
+        self.xml = "".join(parts)
+        self._vrt: Any = None
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_vrt"] = None
+        return state
+
+    def _open(self) -> Any:
+        if self._vrt is None or self._pid != os.getpid():
+            self._vrt = rasterio.open(self.xml)
+            self._pid = os.getpid()
+        return self._vrt
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Raw values ``(C, h, w)`` and the pixels valid in every band ``(h, w)``."""
+        inside = (
+            window.col_off >= 0
+            and window.row_off >= 0
+            and window.col_off + window.width <= self.grid.width
+            and window.row_off + window.height <= self.grid.height
+        )
+        if not inside:  # padding is rare: fall back to the band readers
+            reads = [b.read(window) for b in self.bands]
+            return np.stack([r[0] for r in reads]), np.logical_and.reduce([r[1] for r in reads])
+        try:
+            arr = self._open().read(window=window)
+        except RasterioIOError as err:
+            raise CorruptFileError(f"cannot read window {window}: {err}", path=self.name) from err
+        valid = np.ones(arr.shape[1:], dtype=bool)
+        for i, b in enumerate(self.bands):
+            if b.nodata is not None:
+                valid &= arr[i] != b.nodata
+        if arr.dtype.kind == "f":
+            valid &= np.isfinite(arr).all(axis=0)
+        return arr, valid
