@@ -69,6 +69,7 @@ class AlignedStream:
         offset: raw → physical offset.
         resampled: band names that needed resampling (not on the target grid natively).
         stack: all bands read in one call, when they are files on one aligned grid.
+        stack_masks: masks read as trailing bands of ``stack`` (on the same grid).
     """
 
     stream: Stream
@@ -79,6 +80,7 @@ class AlignedStream:
     offset: float
     resampled: list[str] = field(default_factory=list)
     stack: StackedFileBands | None = None
+    stack_masks: list[BandReader] = field(default_factory=list)
 
 
 @dataclass
@@ -159,7 +161,10 @@ class AlignedScene:
         for key, a in self.streams.items():
             m, n, res = sizes[key]
             window = a.grid.integer_window(BoundingBox(left, top - m * res, left + n * res, top))
-            if a.stack is not None:
+            stacked = _read_stacked_with_masks(a, union, (m, n), mask_cache)
+            if stacked is not None:
+                values, valid = stacked
+            elif a.stack is not None:
                 raw, valid = a.stack.read(window)
                 values = raw.astype(np.float32)
             else:
@@ -194,6 +199,29 @@ class AlignedScene:
             "extent_m": extent,
         }
         return Sample(data=data, masks=masks, streams=streams, meta=meta, label=label)
+
+
+def _read_stacked_with_masks(
+    a: AlignedStream,
+    union: BoundingBox,
+    shape: tuple[int, int],
+    mask_cache: dict[int, np.ndarray | None],
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Values, validity and the sensor's masks in one read over the chip's widest extent."""
+    if a.stack is None or not a.stack_masks:
+        return None
+    try:
+        window = a.grid.integer_window(union)
+    except ValueError:
+        return None
+    raw, valid = a.stack.read(window)
+    c = len(a.readers)
+    for j, mask in enumerate(a.stack_masks):
+        flagged = raw[c + j] != 0
+        mask_cache[id(mask)] = flagged if flagged.any() else None
+    m, n = shape
+    values = raw[:c, :m, :n].astype(np.float32)
+    return values, np.ascontiguousarray(valid[:m, :n])
 
 
 def _bad_pixels(mask: BandReader, bounds: BoundingBox) -> np.ndarray:
@@ -332,11 +360,27 @@ def align(
                     resampled.append(band.name)
                 readers.append(reader)
             files = [r for r in readers if isinstance(r, FileBand)]
-            stack = None
+            stack, stacked_masks = None, []
             if len(files) == len(readers) > 1 and all(f.grid == files[0].grid for f in files):
-                stack = StackedFileBands(files)
+                # A cloud mask on this grid rides along in the same read (first stream only).
+                stacked_masks = [
+                    mk
+                    for mk in mask_readers
+                    if isinstance(mk, FileBand)
+                    and mk.grid == files[0].grid
+                    and not any(mk in x.stack_masks for x in streams.values())
+                ]
+                stack = StackedFileBands(files, masks=stacked_masks)
             streams[stream.key] = AlignedStream(
-                stream, grid, readers, mask_readers, s.spec.scale, s.spec.offset, resampled, stack
+                stream,
+                grid,
+                readers,
+                mask_readers,
+                s.spec.scale,
+                s.spec.offset,
+                resampled,
+                stack,
+                stacked_masks,
             )
     meta = {
         "sensors": names,

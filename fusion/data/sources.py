@@ -302,9 +302,13 @@ class StackedFileBands:
 
     Args:
         bands: readers of single-band files sharing one grid.
+        masks: mask files on the same grid, read as trailing bands; they do not count towards
+            the validity that :meth:`read` returns.
     """
 
-    def __init__(self, bands: list[FileBand]) -> None:
+    def __init__(self, bands: list[FileBand], masks: list[FileBand] | None = None) -> None:
+        self.n_values = len(bands)
+        bands = bands + list(masks or [])
         if not bands or any(b.grid != bands[0].grid for b in bands):
             raise ValueError("stacked bands must share one grid")
         self.bands = bands
@@ -320,9 +324,10 @@ class StackedFileBands:
         ]
         rect = f'xOff="0" yOff="0" xSize="{g.width}" ySize="{g.height}"'
         for i, b in enumerate(bands, 1):
+            source = escape(str(Path(b.path).resolve()))
             parts.append(
                 f'<VRTRasterBand dataType="{_GDAL_TYPES.get(dtype, "Float32")}" band="{i}">'
-                f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(Path(b.path).resolve()))}'
+                f'<SimpleSource><SourceFilename relativeToVRT="0">{source}'
                 f"</SourceFilename><SourceBand>{b.index}</SourceBand>"
                 f"<SrcRect {rect}/><DstRect {rect}/></SimpleSource></VRTRasterBand>"
             )
@@ -352,15 +357,20 @@ class StackedFileBands:
         )
         if not inside:  # padding is rare: fall back to the band readers
             reads = [b.read(window) for b in self.bands]
-            return np.stack([r[0] for r in reads]), np.logical_and.reduce([r[1] for r in reads])
+            valid = np.logical_and.reduce([r[1] for r in reads[: self.n_values]])
+            return np.stack([r[0] for r in reads]), valid
         try:
             arr = self._open().read(window=window)
         except RasterioIOError as err:
             raise CorruptFileError(f"cannot read window {window}: {err}", path=self.name) from err
-        valid = np.ones(arr.shape[1:], dtype=bool)
-        for i, b in enumerate(self.bands):
-            if b.nodata is not None:
-                valid &= arr[i] != b.nodata
+        nodata = {b.nodata for b in self.bands[: self.n_values]}
+        if len(nodata) == 1 and None not in nodata:  # one comparison for all bands
+            valid = (arr[: self.n_values] != nodata.pop()).all(axis=0)
+        else:
+            valid = np.ones(arr.shape[1:], dtype=bool)
+            for i, b in enumerate(self.bands[: self.n_values]):
+                if b.nodata is not None:
+                    valid &= arr[i] != b.nodata
         if arr.dtype.kind == "f":
-            valid &= np.isfinite(arr).all(axis=0)
+            valid &= np.isfinite(arr[: self.n_values]).all(axis=0)
         return arr, valid
