@@ -360,7 +360,7 @@ def align(
                     resampled.append(band.name)
                 readers.append(reader)
             files = [r for r in readers if isinstance(r, FileBand)]
-            stack, stacked_masks = None, []
+            stack, stacked_masks = None, list[FileBand]()
             if len(files) == len(readers) > 1 and all(f.grid == files[0].grid for f in files):
                 # A cloud mask on this grid rides along in the same read (first stream only).
                 stacked_masks = [
@@ -380,7 +380,7 @@ def align(
                 s.spec.offset,
                 resampled,
                 stack,
-                stacked_masks,
+                list[BandReader](stacked_masks),
             )
     meta = {
         "sensors": names,

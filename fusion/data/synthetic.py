@@ -599,7 +599,9 @@ def make_scene(
     )
 
 
-def chip_label(scene: SyntheticScene, bounds: BoundingBox | tuple[float, float, float, float]) -> int:
+def chip_label(
+    scene: SyntheticScene, bounds: BoundingBox | tuple[float, float, float, float]
+) -> int:
     """Majority land-cover class of a footprint.
 
     Args:
