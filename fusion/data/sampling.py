@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from fusion.data.align import AlignedScene
 from fusion.data.errors import ChipError
 from fusion.data.sample import Sample
+from fusion.data.timeseries import AlignedSeries
 
 
 @dataclass(frozen=True)
@@ -181,3 +182,44 @@ class ChipDataset(Dataset[Sample]):
             for b in grid_chips(s, size_m, stride_m)
         ]
         return cls(scenes, chips, **kwargs)
+
+
+class WindowDataset(Dataset[Sample]):
+    """A torch Dataset of time windows (seconds) cut from aligned recordings.
+
+    Args:
+        recordings: aligned time series (each sensor at its native rate).
+        duration_s: window length in seconds (a whole number of samples for every stream).
+        stride_s: step between window starts; defaults to ``duration_s``.
+        labels: optional label per recording, given to each of its windows.
+        transform: optional ``Sample → Sample``.
+    """
+
+    def __init__(
+        self,
+        recordings: Sequence[AlignedSeries],
+        duration_s: float,
+        stride_s: float | None = None,
+        *,
+        labels: Sequence[Any] | None = None,
+        transform: Callable[[Sample], Sample] | None = None,
+    ) -> None:
+        self.recordings = list(recordings)
+        self.duration_s = duration_s
+        self.labels = list(labels) if labels is not None else None
+        self.transform = transform
+        self.index: list[tuple[int, float]] = [
+            (i, float(t0))
+            for i, rec in enumerate(self.recordings)
+            for t0 in rec.window_starts(duration_s, stride_s or duration_s)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int) -> Sample:
+        i, t0 = self.index[index]
+        label = self.labels[i] if self.labels is not None else None
+        sample = self.recordings[i].window(t0, self.duration_s, label=label)
+        sample.meta["recording"] = i
+        return self.transform(sample) if self.transform else sample

@@ -96,3 +96,18 @@ def test_missing_sensor_scene_yields_absent_stream(tmp_path: Path) -> None:
     batch = collate_samples([ds[0], ds[1]])
     assert batch.present["s1_grd"].tolist() == [True, False]
     assert "s1_grd" not in ds[1].data  # absent in the Sample, not zero-filled
+
+
+def test_window_dataset_over_basicmotions(shared_data: Path) -> None:
+    from fusion.data.readers.ts_file import case_to_sources, read_ts_file
+    from fusion.data.sampling import WindowDataset
+    from fusion.data.timeseries import align_series
+
+    ts = read_ts_file(shared_data / "imu" / "BasicMotions_TRAIN.ts")
+    recs = [align_series(case_to_sources(v)) for v in ts.values[:4]]
+    ds = WindowDataset(recs, duration_s=2.0, stride_s=1.0, labels=ts.label_indices()[:4])
+    assert len(ds) == 4 * 9  # 10 s at 10 Hz: starts 0..8 s
+    batch = collate_samples([ds[i] for i in range(5)])
+    assert batch.data["accelerometer"].shape == (5, 3, 20)
+    assert batch.data["gyroscope"].shape == (5, 3, 20)
+    assert batch.labels is not None and len(set(batch.labels.tolist())) == 1
