@@ -94,7 +94,34 @@ def grid_of(ds: Any, path: str | Path) -> Grid:
     return Grid(ds.crs, ds.transform, ds.width, ds.height)
 
 
-class FileBand:
+class _ProcessLocalHandle:
+    """Holds an open GDAL handle per process.
+
+    Handles do not pickle, and one inherited through fork shares GDAL's file state with the
+    parent, so the handle is dropped when pickled and re-opened when the process id changes.
+    Subclasses implement :meth:`_make_handle`.
+    """
+
+    _handle: Any = None
+    _pid: int = -1
+
+    def _make_handle(self) -> Any:
+        raise NotImplementedError
+
+    def _open(self) -> Any:
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = self._make_handle()
+            self._pid = os.getpid()
+        return self._handle
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_handle", None)
+        state.pop("_pid", None)
+        return state
+
+
+class FileBand(_ProcessLocalHandle):
     """One band of a raster file (1-based ``index``), read with windowed reads.
 
     Args:
@@ -115,8 +142,6 @@ class FileBand:
         self.path = str(path)
         self.index = index
         self.name = f"{self.path}#{index}" if index != 1 else self.path
-        self._ds: Any = None
-        self._pid = os.getpid()
         if grid is None or nodata is None:
             ds = self._open()
             grid = grid or grid_of(ds, path)
@@ -124,17 +149,8 @@ class FileBand:
         self.grid = grid
         self.nodata = nodata
 
-    def _open(self) -> Any:
-        # A handle inherited through fork shares GDAL's file state with the parent: re-open.
-        if self._ds is None or self._pid != os.getpid():
-            self._ds = open_raster(self.path)
-            self._pid = os.getpid()
-        return self._ds
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_ds"] = None  # dataset handles do not pickle; re-open in the worker
-        return state
+    def _make_handle(self) -> Any:
+        return open_raster(self.path)
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         c0, r0 = window.col_off, window.row_off
@@ -174,7 +190,7 @@ class FileBand:
         return WarpedBand(self, grid, resampling)
 
 
-class WarpedBand:
+class WarpedBand(_ProcessLocalHandle):
     """A file band resampled on the fly onto another grid through GDAL's WarpedVRT."""
 
     def __init__(self, source: FileBand, grid: Grid, resampling: Resampling) -> None:
@@ -182,32 +198,21 @@ class WarpedBand:
         self.grid = grid
         self.resampling = resampling
         self.name = f"{source.name} (warped to {grid.crs} @ {grid.res[0]:g})"
-        self._vrt: Any = None
-        self._pid = os.getpid()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_vrt"] = None
-        return state
-
-    def _open(self) -> Any:
-        if self._vrt is None or self._pid != os.getpid():
-            self._pid = os.getpid()
-            ds = self.source._open()
-            nodata = self.source.nodata
-            self._vrt = WarpedVRT(
-                ds,
-                crs=self.grid.crs,
-                transform=self.grid.transform,
-                width=self.grid.width,
-                height=self.grid.height,
-                resampling=self.resampling,
-                src_nodata=nodata,
-                nodata=nodata if nodata is not None else np.nan,
-                dtype="float32",
-                init_dest_nodata=True,
-            )
-        return self._vrt
+    def _make_handle(self) -> Any:
+        nodata = self.source.nodata
+        return WarpedVRT(
+            self.source._open(),
+            crs=self.grid.crs,
+            transform=self.grid.transform,
+            width=self.grid.width,
+            height=self.grid.height,
+            resampling=self.resampling,
+            src_nodata=nodata,
+            nodata=nodata if nodata is not None else np.nan,
+            dtype="float32",
+            init_dest_nodata=True,
+        )
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         slc = _clip(window, self.grid.width, self.grid.height)
@@ -292,7 +297,7 @@ _GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": 
                "int32": "Int32", "float32": "Float32", "float64": "Float64"}  # fmt: skip
 
 
-class StackedFileBands:
+class StackedFileBands(_ProcessLocalHandle):
     """Single-band files on one grid read together, in one GDAL call, through an in-memory VRT.
 
     Reading a small window costs rasterio about 40 µs of per-call overhead whatever the size, so
@@ -333,19 +338,9 @@ class StackedFileBands:
             )
         parts.append("</VRTDataset>")
         self.xml = "".join(parts)
-        self._vrt: Any = None
-        self._pid = os.getpid()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_vrt"] = None
-        return state
-
-    def _open(self) -> Any:
-        if self._vrt is None or self._pid != os.getpid():
-            self._vrt = rasterio.open(self.xml)
-            self._pid = os.getpid()
-        return self._vrt
+    def _make_handle(self) -> Any:
+        return rasterio.open(self.xml)
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Raw values ``(C, h, w)`` and the pixels valid in every band ``(h, w)``."""
