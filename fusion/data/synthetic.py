@@ -323,7 +323,7 @@ def _block_mean(arr: np.ndarray, factor: int) -> np.ndarray:
     h, w = arr.shape
     # Rows first, then columns: two contiguous reductions beat one over axes (1, 3).
     rows = arr.reshape(h // factor, factor, w).sum(axis=1, dtype=np.float32)
-    out = rows.reshape(h // factor, w // factor, factor).sum(axis=2)
+    out: np.ndarray = rows.reshape(h // factor, w // factor, factor).sum(axis=2)
     out *= np.float32(1.0 / (factor * factor))
     return out
 
@@ -333,7 +333,10 @@ def _block_any(mask: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return mask
     h, w = mask.shape
-    return mask.reshape(h // factor, factor, w // factor, factor).any(axis=(1, 3))
+    out: np.ndarray = np.asarray(
+        mask.reshape(h // factor, factor, w // factor, factor).any(axis=(1, 3))
+    )
+    return out
 
 
 def _random_cuts(rng: np.random.Generator, n: int, lo: int, hi: int) -> np.ndarray:
