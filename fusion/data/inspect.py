@@ -16,7 +16,7 @@ from rasterio.windows import Window
 
 from fusion.data.align import align
 from fusion.data.errors import FusionDataError, LayoutError
-from fusion.data.inspect_files import INSPECTORS, inspector_for
+from fusion.data.inspect_files import INSPECTORS, inspect_geotiff, inspector_for
 from fusion.data.readers.band_folder import FolderReport, find_band_folders, open_band_folder
 from fusion.data.scenes import geographic_bounds, group_scenes, overlap_fraction
 from fusion.data.sources import BandReader, FileBand, SensorSource
@@ -94,6 +94,16 @@ def inspect_paths(
                 report.skip(path, err)
             continue
         folders = find_band_folders(path)
+        tifs = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".tif", ".tiff"))
+        if not folders and tifs:  # a folder of multi-band GeoTIFFs (EuroSAT-like class folders)
+            for tif in tifs:
+                try:
+                    sensors.extend(inspect_geotiff(tif, sensor))
+                except FusionDataError as err:
+                    if strict:
+                        raise
+                    report.skip(tif, err)
+            continue
         if not folders:
             raise LayoutError(
                 "no sensor data found: expected band GeoTIFFs (B02.tif, *_VV.tif), a multi-band "

@@ -72,3 +72,10 @@ def test_human_table_lists_sensors(shared_data: Path) -> None:
     assert result.exit_code == 0
     assert "s2_l2a" in result.stdout and "EPSG:32648" in result.stdout
     assert "1068×1068@10m" in result.stdout.replace("\n", "") or "1068×1068" in result.stdout
+
+
+def test_inspect_folder_of_multiband_geotiffs(shared_data: Path) -> None:
+    report = _json([str(shared_data / "eurosat-ms")])
+    assert len(report["sensors"]) == 271 and report["n_skipped"] == 0
+    assert all(len(s["bands"]) == 13 for s in report["sensors"])
+    assert len({s["crs"] for s in report["sensors"]}) == 8  # eight UTM zones, none merged
