@@ -22,6 +22,8 @@ class Batch:
             are zeros and flagged absent in ``present`` (the model must not read them).
         masks: stream key → bool ``(B, H, W)`` / ``(B, T)``, all ``False`` where absent.
         present: stream key → bool ``(B,)``: which samples carry the stream.
+        band_present: stream key → bool ``(B, C)``: which bands carry data (``False`` for every
+            band of an absent stream and for bands dropped by a view).
         streams: stream key → band metadata.
         meta: per-sample metadata, in batch order.
         labels: stacked labels, or ``None`` when no sample has one.
@@ -33,6 +35,7 @@ class Batch:
     streams: dict[str, Stream]
     meta: list[dict[str, Any]]
     labels: torch.Tensor | None
+    band_present: dict[str, torch.Tensor]
 
     def __len__(self) -> int:
         return len(self.meta)
@@ -45,6 +48,7 @@ class Batch:
             streams=self.streams,
             meta=self.meta,
             labels=None if self.labels is None else self.labels.to(device),
+            band_present={k: v.to(device) for k, v in self.band_present.items()},
         )
 
 
@@ -80,18 +84,20 @@ def collate_samples(samples: Sequence[Sample]) -> Batch:
                     sensor=stream.sensor,
                 )
     n = len(samples)
-    data, masks, present = {}, {}, {}
+    data, masks, present, bands = {}, {}, {}, {}
     for key in sorted(streams):
         shape = shapes[key]
         x = torch.zeros((n, *shape), dtype=torch.float32)
         m = torch.zeros((n, *shape[1:]), dtype=torch.bool)
         p = torch.zeros(n, dtype=torch.bool)
+        b = torch.zeros((n, shape[0]), dtype=torch.bool)
         for i, s in enumerate(samples):
             if key in s.data:
                 x[i] = s.data[key]
                 m[i] = s.masks[key]
                 p[i] = True
-        data[key], masks[key], present[key] = x, m, p
+                b[i] = s.bands_present(key)
+        data[key], masks[key], present[key], bands[key] = x, m, p, b
     return Batch(
         data=data,
         masks=masks,
@@ -99,4 +105,5 @@ def collate_samples(samples: Sequence[Sample]) -> Batch:
         streams={k: streams[k] for k in sorted(streams)},
         meta=[s.meta for s in samples],
         labels=_stack_labels(samples),
+        band_present=bands,
     )

@@ -119,4 +119,11 @@ class Normaliser:
             shape = (-1,) + (1,) * (x.dim() - 1)
             y = (x - mean.view(shape)) / std.view(shape)
             data[key] = y * sample.masks[key].unsqueeze(0)
-        return Sample(data, dict(sample.masks), dict(sample.streams), sample.meta, sample.label)
+        return Sample(
+            data,
+            dict(sample.masks),
+            dict(sample.streams),
+            sample.meta,
+            sample.label,
+            dict(sample.band_present),
+        )

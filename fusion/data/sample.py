@@ -26,6 +26,9 @@ class Sample:
         streams: stream key → :class:`~fusion.data.specs.Stream` (sensor, band order, resolution).
         meta: location, time, CRS, bounds (metres, in ``meta["crs"]``), source files.
         label: optional target (class index, value or multi-hot tensor).
+        band_present: stream key → bool ``(C,)``: which bands carry data. A band dropped by a
+            view (or switched off) keeps its slot in the band order but is flagged absent and
+            zero; missing keys mean every band is present.
     """
 
     data: dict[str, torch.Tensor]
@@ -33,6 +36,7 @@ class Sample:
     streams: dict[str, Stream]
     meta: dict[str, Any] = field(default_factory=dict)
     label: Any = None
+    band_present: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if set(self.data) != set(self.masks) or set(self.data) != set(self.streams):
@@ -48,12 +52,26 @@ class Sample:
                     f"({list(stream.band_names)})",
                     sensor=stream.sensor,
                 )
+            flags = self.band_present.get(key)
+            if flags is not None and tuple(flags.shape) != (x.shape[0],):
+                raise FusionDataError(
+                    f"band_present of stream {key!r} has shape {tuple(flags.shape)}, expected "
+                    f"({x.shape[0]},)",
+                    sensor=stream.sensor,
+                )
             if tuple(self.masks[key].shape) != tuple(x.shape[1:]):
                 raise FusionDataError(
                     f"mask of stream {key!r} has shape {tuple(self.masks[key].shape)}, expected "
                     f"{tuple(x.shape[1:])}",
                     sensor=stream.sensor,
                 )
+
+    def bands_present(self, key: str) -> torch.Tensor:
+        """Bool ``(C,)`` of the bands of stream ``key`` that carry data."""
+        flags = self.band_present.get(key)
+        if flags is None:
+            return torch.ones(self.data[key].shape[0], dtype=torch.bool)
+        return flags
 
     @property
     def sensors(self) -> list[str]:
@@ -76,4 +94,5 @@ class Sample:
             streams={k: self.streams[k] for k in keep},
             meta=dict(self.meta),
             label=self.label,
+            band_present={k: v for k, v in self.band_present.items() if k in keep},
         )

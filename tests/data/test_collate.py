@@ -52,3 +52,13 @@ def test_collate_refuses_shape_mismatch() -> None:
 def test_without_drops_every_stream_of_a_sensor() -> None:
     s = _sample(True, 0).without("s1_grd")
     assert s.sensors == ["s2_l2a"] and "s1_grd" not in s.data
+
+
+def test_band_presence_is_batched() -> None:
+    a, b = _sample(True, 0), _sample(False, 1)
+    a.band_present["s2_l2a_10m"] = torch.tensor([True, False, True, True])
+    batch = collate_samples([a, b])
+    assert batch.band_present["s2_l2a_10m"].tolist() == [[True, False, True, True]] * 1 + [
+        [True] * 4
+    ]
+    assert batch.band_present["s1_grd"].tolist() == [[True, True], [False, False]]
