@@ -498,7 +498,10 @@ def _sensor_names(sensors: Iterable[str] | None) -> list[str]:
 
 
 def _size_xy(size_m: float | tuple[float, float]) -> tuple[float, float]:
-    sx, sy = (size_m, size_m) if isinstance(size_m, int | float) else size_m
+    if isinstance(size_m, tuple | list):
+        sx, sy = float(size_m[0]), float(size_m[1])
+    else:  # a number, numpy scalars included
+        sx = sy = float(size_m)
     for v in (sx, sy):
         ratio = v / _COARSEST_M
         if v <= 0 or not math.isclose(ratio, round(ratio), rel_tol=0, abs_tol=1e-6):
