@@ -6,6 +6,7 @@ import typer
 
 from cli import data
 from cli.demo import demo
+from cli.pretrain import pretrain_cmd
 
 app = typer.Typer(
     help="fusion: unsupervised multi-sensor fusion, from sensor streams to microcontrollers.",
@@ -14,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.command()(demo)
+app.command("pretrain")(pretrain_cmd)
 
 
 @app.command()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.data_throughput import main
 
 
@@ -23,10 +25,32 @@ def test_data_throughput_quick(shared_data: Path, tmp_path: Path) -> None:
             str(plot),
         ]
     )
-    methods = json.loads(out.read_text())["methods"]
+    report = json.loads(out.read_text())
+    methods = report["methods"]
+    assert set(methods) == {"ours", "naive", "raw"}
     for name in ("ours", "naive", "raw"):
         assert methods[name]["chips_per_s"] > 0
+        assert methods[name]["chips"] == report["chips"] > 0
     # every method read the very same footprints
     assert len({methods[n]["footprints_sha1"] for n in ("ours", "naive", "raw")}) == 1
+    assert report["same_footprints"]
     assert methods["ours"]["output_shape_first_chip"]["s2_l2a_60m"] == [2, 11, 11]
+    assert methods["naive"]["output_shape_first_chip"] == [12, 64, 64]
+    assert report["targets"]["raw_over_ours"]["value"] > 0
+    assert report["machine"]["cpu_count"] >= 1
     assert plot.stat().st_size > 5_000
+
+
+def test_data_throughput_torchgeo(shared_data: Path, tmp_path: Path) -> None:
+    """The optional torchgeo baseline (skipped where torchgeo or `requests` is missing)."""
+    pytest.importorskip("requests")
+    pytest.importorskip("torchgeo.datasets")
+    out = tmp_path / "bench.json"
+    main(["--data", str(shared_data / "major-tom"), "--quick", "--chips", "4", "--json", str(out)])
+    report = json.loads(out.read_text())
+    methods = report["methods"]
+    assert methods["torchgeo"]["chips_per_s"] > 0
+    assert methods["torchgeo"]["output_shape_first_chip"] == [12, 64, 64]
+    assert methods["torchgeo"]["footprints_sha1"] == methods["ours"]["footprints_sha1"]
+    assert report["targets"]["ours_over_torchgeo"]["value"] > 0
+    assert report["machine"]["torchgeo"]

@@ -76,3 +76,11 @@ class ChipError(FusionDataError):
 
 class IrregularGridError(FusionDataError):
     """A variable's x/y coordinates are not evenly spaced pixel centres, so no affine grid fits."""
+
+
+class ConfigError(FusionDataError):
+    """A config file names an unknown key or holds a value of the wrong type."""
+
+
+class IncompatibleDataError(FusionDataError):
+    """Data holds a sensor, stream or band that a checkpoint was not trained with."""

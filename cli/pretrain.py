@@ -1,0 +1,78 @@
+"""`fusion pretrain`: contrastive sensor-fusion pretraining without labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cli.errors import reports_errors
+
+console = Console()
+
+
+@reports_errors
+def pretrain_cmd(
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config (see configs/pretrain_*.yaml).")
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="'synthetic', band-GeoTIFF folder, *_TRAIN.ts file or Presto folder."),
+    ] = None,
+    out: Annotated[str | None, typer.Option(help="Folder for runs (default runs/).")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name: writes OUT/NAME/.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimiser steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Footprints per step.")] = None,
+    devices: Annotated[
+        int | None, typer.Option(help="Devices per node (GPUs or CPU procs).")
+    ] = None,
+    num_nodes: Annotated[int | None, typer.Option(help="Nodes (DDP across machines).")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="auto, cpu or gpu.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Lightning strategy: auto, ddp...")] = None,
+    resume: Annotated[str | None, typer.Option(help="Checkpoint to resume from.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of splits, views and weights.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Pretrain a fusion encoder; with no options, on the synthetic default in a few minutes."""
+    # Imported here: torch, lightning and lightly take seconds to import, other commands need none.
+    from fusion.pretrain import NonFiniteLossError, PretrainConfig, pretrain
+
+    overrides = {
+        "data": data,
+        "out": out,
+        "name": name,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "devices": devices,
+        "num_nodes": num_nodes,
+        "accelerator": accelerator,
+        "strategy": strategy,
+        "resume": resume,
+        "seed": seed,
+    }
+    cfg = (
+        PretrainConfig.from_yaml(config, overrides)
+        if config
+        else PretrainConfig.from_dict({}, overrides=overrides)
+    )
+    try:
+        summary = pretrain(cfg, progress=progress and not as_json)
+    except NonFiniteLossError as err:
+        console.print(f"[bold red]error[/] (NonFiniteLossError): {err}", highlight=False)
+        raise typer.Exit(code=3) from None
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    m = summary["metrics"]
+    nan = float("nan")
+    console.print(
+        f"pretrained {summary['steps']} steps in {summary['seconds']} s "
+        f"({summary['samples_per_s']} samples/s); train loss {m.get('train/loss', nan):.3f}, "
+        f"val loss {m.get('val/loss', nan):.3f}"
+    )
+    console.print(f"checkpoint: {summary['checkpoint']}")

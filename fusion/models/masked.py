@@ -1,0 +1,190 @@
+"""Masked building blocks for rasters (2-D) and series (1-D): invalid cells never contribute.
+
+Every block takes features ``(N, C, *S)`` and a bool validity mask ``(N, 1, *S)`` and returns
+features that are exactly zero where the output mask is ``False``. Inputs are selected with
+``torch.where`` rather than multiplied by the mask, so even NaN or infinite values under the mask
+cannot leak into the result.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "MaskedGroupNorm",
+    "PartialConv",
+    "conv_nd",
+    "masked_adaptive_pool",
+    "masked_fill",
+]
+
+Dims = Literal[1, 2]
+
+
+def masked_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x`` where ``mask`` is ``True`` and 0 elsewhere (``mask`` broadcasts over channels)."""
+    return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def conv_nd(
+    dims: Dims,
+    in_ch: int,
+    out_ch: int,
+    kernel: int,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    groups: int = 1,
+    bias: bool = True,
+) -> nn.Conv1d | nn.Conv2d:
+    """A ``Conv1d`` or ``Conv2d`` with the same arguments."""
+    cls = nn.Conv1d if dims == 1 else nn.Conv2d
+    return cls(in_ch, out_ch, kernel, stride=stride, padding=padding, groups=groups, bias=bias)
+
+
+def _avg_pool(dims: Dims, x: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    if dims == 1:
+        return F.avg_pool1d(x, kernel, stride, padding, count_include_pad=True)
+    return F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True)
+
+
+class PartialConv(nn.Module):
+    """Partial convolution (Liu et al. 2018): convolve valid inputs only and renormalise.
+
+    ``y = W * (x·m) · |window| / |valid in window| + b``; the output is valid where its window saw
+    at least one valid input. Strided layers use ``kernel == stride`` (non-overlapping patches, so
+    each output is a re-weighted average of its patch); inputs whose size is not a multiple of the
+    stride are padded with invalid cells so the border is kept rather than cropped.
+
+    Args:
+        dims: 1 (series) or 2 (rasters).
+        in_ch: input channels.
+        out_ch: output channels.
+        kernel: kernel size (odd for ``stride == 1``; equal to ``stride`` otherwise).
+        stride: stride.
+        groups: convolution groups (``in_ch`` for depthwise).
+        bias: add a learned bias.
+    """
+
+    def __init__(
+        self,
+        dims: Dims,
+        in_ch: int,
+        out_ch: int,
+        kernel: int,
+        *,
+        stride: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if stride == 1 and kernel % 2 == 0:
+            raise ValueError(f"stride-1 partial convolutions need an odd kernel, got {kernel}")
+        if stride > 1 and kernel != stride:
+            raise ValueError(f"strided partial convolutions need kernel == stride, got {kernel}")
+        self.dims: Dims = dims
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = kernel // 2 if stride == 1 else 0
+        self.conv = conv_nd(
+            dims,
+            in_ch,
+            out_ch,
+            kernel,
+            stride=stride,
+            padding=self.padding,
+            groups=groups,
+            bias=False,
+        )
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Convolve.
+
+        Args:
+            x: ``(N, C_in, *S)``.
+            mask: bool ``(N, 1, *S)``.
+
+        Returns:
+            ``(y, mask_out)``: ``(N, C_out, *S')`` and bool ``(N, 1, *S')``.
+        """
+        if self.stride > 1:
+            pad: list[int] = []
+            for size in reversed(x.shape[2:]):
+                pad += [0, (-size) % self.stride]
+            if any(pad):
+                x, mask = F.pad(x, pad), F.pad(mask, pad, value=False)
+        y = self.conv(masked_fill(x, mask))
+        frac = _avg_pool(self.dims, mask.to(x.dtype), self.kernel, self.stride, self.padding)
+        valid = frac > 0
+        y = y / torch.where(valid, frac, torch.ones_like(frac))
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, *([1] * self.dims))
+        return masked_fill(y, valid), valid
+
+
+class MaskedGroupNorm(nn.Module):
+    """GroupNorm whose statistics are taken over valid cells only.
+
+    Plain GroupNorm would mix the zeros under the mask into the mean and variance, so the share of
+    invalid pixels would shift every valid feature. Statistics are per sample, so results do not
+    depend on which other samples share the batch.
+
+    Args:
+        channels: C.
+        groups: number of groups (must divide C).
+        eps: added to the variance.
+    """
+
+    def __init__(self, channels: int, groups: int = 8, eps: float = 1e-5) -> None:
+        super().__init__()
+        groups = math.gcd(channels, groups)
+        self.groups = groups
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` ``(N, C, *S)`` over valid cells of ``mask`` ``(N, 1, *S)``."""
+        n, c = x.shape[:2]
+        spatial = x.shape[2:]
+        m = mask.to(x.dtype).reshape(n, 1, 1, -1)
+        xg = masked_fill(x, mask).reshape(n, self.groups, c // self.groups, -1)
+        count = (m.sum(dim=-1, keepdim=True) * (c // self.groups)).clamp(min=1.0)
+        mean = (xg * m).sum(dim=(-2, -1), keepdim=True) / count
+        var = (((xg - mean) * m) ** 2).sum(dim=(-2, -1), keepdim=True) / count
+        y = ((xg - mean) * torch.rsqrt(var + self.eps)).reshape(n, c, *spatial)
+        shape = (1, c, *([1] * len(spatial)))
+        return masked_fill(y * self.weight.view(shape) + self.bias.view(shape), mask)
+
+
+def masked_adaptive_pool(
+    x: torch.Tensor, mask: torch.Tensor, size: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adaptive average pooling over valid cells only.
+
+    Args:
+        x: ``(N, C, *S)``.
+        mask: bool ``(N, 1, *S)``.
+        size: output size, ``(T,)`` for series or ``(G, G)`` for rasters.
+
+    Returns:
+        ``(pooled, valid)``: ``(N, C, *size)`` (zero in bins without a valid cell) and bool
+        ``(N, *size)``.
+    """
+
+    def pool(t: torch.Tensor) -> torch.Tensor:
+        if len(size) == 1:
+            return F.adaptive_avg_pool1d(t, size[0])
+        return F.adaptive_avg_pool2d(t, (size[0], size[1]))
+
+    num = pool(masked_fill(x, mask))
+    den = pool(mask.to(x.dtype))
+    valid = den > 0
+    out = masked_fill(num / torch.where(valid, den, torch.ones_like(den)), valid)
+    return out, valid.squeeze(1)

@@ -1,0 +1,168 @@
+"""Per-stream stems: native-resolution rasters or series → a fixed number of tokens.
+
+A stem treats its stream's bands as a *set*. Every present band map goes through the same small
+network φ, conditioned on the band's metadata embedding (FiLM), and the results are averaged over
+the present bands, pixel by pixel. Band order and band count therefore never matter, a dropped band
+costs nothing, and an unseen band is encoded through its physical description.
+
+After the band mean, stride-2 stages bring the stream from its native step (metres per pixel or
+seconds per step) to the shared fusion step, one residual block adds context, and masked adaptive
+pooling gives a fixed token grid. Every layer is masked: invalid pixels or steps never contribute.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fusion.data.specs import Stream
+from fusion.models.masked import (
+    Dims,
+    MaskedGroupNorm,
+    PartialConv,
+    conv_nd,
+    masked_adaptive_pool,
+    masked_fill,
+)
+from fusion.models.streams import stream_kind
+
+__all__ = ["BandSetStem", "ResidualBlock", "StrideStage", "stage_strides"]
+
+
+def stage_strides(native_step: float, fusion_step: float) -> tuple[int, ...]:
+    """Stride-2 stages that bring a native step to (at most) the fusion step.
+
+    Args:
+        native_step: metres per pixel (rasters) or seconds per step (series).
+        fusion_step: the shared step the streams meet at, same unit.
+
+    Returns:
+        ``(2,) * n`` with ``n = floor(log2(fusion_step / native_step))`` (0 for streams already at
+        or coarser than the fusion step). A leftover factor below 2 (e.g. 10 m → 30 m) is absorbed
+        by the final adaptive pooling; no stream is ever made coarser than the fusion step.
+    """
+    if native_step <= 0 or fusion_step <= 0:
+        raise ValueError(f"steps must be > 0, got native {native_step}, fusion {fusion_step}")
+    ratio = fusion_step / native_step
+    return (2,) * max(0, math.floor(math.log2(ratio) + 1e-9))
+
+
+class StrideStage(nn.Module):
+    """Masked patch-merging stage: partial conv (kernel = stride), masked GroupNorm, GELU."""
+
+    def __init__(self, dims: Dims, width: int, stride: int) -> None:
+        super().__init__()
+        self.conv = PartialConv(dims, width, width, stride, stride=stride)
+        self.norm = MaskedGroupNorm(width)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, D, *S)``, bool ``(N, 1, *S)`` → halved grid and its mask."""
+        y, m = self.conv(x, mask)
+        return masked_fill(F.gelu(self.norm(y, m)), m), m
+
+
+class ResidualBlock(nn.Module):
+    """Masked depthwise-separable residual block: dw 3×3 partial conv, GroupNorm, 1×1, GELU."""
+
+    def __init__(self, dims: Dims, width: int) -> None:
+        super().__init__()
+        self.dw = PartialConv(dims, width, width, 3, groups=width)
+        self.norm = MaskedGroupNorm(width)
+        self.pw = conv_nd(dims, width, width, 1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(N, D, *S)`` with bool ``(N, 1, *S)`` → same shape, zero where invalid."""
+        y, _ = self.dw(x, mask)
+        y = F.gelu(self.pw(self.norm(y, mask)))
+        return masked_fill(x + y, mask)
+
+
+class BandSetStem(nn.Module):
+    """Stem of one stream: per-band φ, masked mean over present bands, stages, block, tokens.
+
+    Args:
+        stream: the stream this stem was built for (its resolution or rate fixes the strides).
+        width: feature size D.
+        band_dim: size E of the band embeddings the forward pass receives.
+        tokens: output token grid, ``(G, G)`` for rasters or ``(T_tok,)`` for series.
+        fusion_step: shared step, metres (rasters) or seconds (series).
+    """
+
+    def __init__(
+        self,
+        stream: Stream,
+        *,
+        width: int,
+        band_dim: int,
+        tokens: tuple[int, ...],
+        fusion_step: float,
+    ) -> None:
+        super().__init__()
+        self.kind = stream_kind(stream)
+        self.dims: Dims = 2 if self.kind == "raster" else 1
+        if len(tokens) != self.dims:
+            raise ValueError(f"a {self.kind} stem needs a {self.dims}-D token grid, got {tokens}")
+        self.stream = stream
+        self.width = width
+        self.tokens = tokens
+        native = stream.resolution_m if self.kind == "raster" else 1.0 / float(stream.rate_hz or 1)
+        assert native is not None
+        self.strides = stage_strides(native, fusion_step)
+        # φ: one band patchified straight to the fusion step (kernel = stride, partial conv),
+        # FiLM by the band embedding, GELU, 1×1, GELU. Patchifying first keeps the per-band cost
+        # at `width` MACs per native pixel; the 1×1 (width² MACs) runs on the coarse grid. The
+        # second nonlinearity matters: a linear last layer would commute with the band mean.
+        self.patch = math.prod(self.strides)
+        kernel = self.patch if self.patch > 1 else 3
+        self.embed = PartialConv(self.dims, 1, width, kernel, stride=self.patch, bias=False)
+        self.film = nn.Linear(band_dim, 2 * width)
+        self.band_mlp = conv_nd(self.dims, width, width, 1)
+        self.block = ResidualBlock(self.dims, width)
+
+    @property
+    def num_tokens(self) -> int:
+        return math.prod(self.tokens)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        band_present: torch.Tensor,
+        band_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode the rows of a batch that carry this stream.
+
+        Args:
+            x: ``(N, C, H, W)`` or ``(N, C, T)`` values at native resolution.
+            mask: bool ``(N, H, W)`` / ``(N, T)``, ``True`` where valid.
+            band_present: bool ``(N, C)``; rows need not have every band.
+            band_embeddings: ``(C, E)``, row ``c`` for band slot ``c``.
+
+        Returns:
+            ``(tokens, valid)``: ``(N, n_tokens, D)`` and bool ``(N, n_tokens)``; a token is valid
+            when its cell saw at least one valid pixel or step of a present band.
+        """
+        n, c = x.shape[:2]
+        ones = (1,) * self.dims
+        bi, ci = band_present.nonzero(as_tuple=True)
+        # Only present bands are encoded: dropped channels cost nothing and are never read.
+        xb = x[bi, ci].unsqueeze(1)
+        h, mb = self.embed(xb, mask[bi].unsqueeze(1))
+        spatial = tuple(h.shape[2:])
+        gamma, beta = self.film(band_embeddings[ci]).chunk(2, dim=-1)
+        h = F.gelu(h * (1 + gamma.view(-1, self.width, *ones)) + beta.view(-1, self.width, *ones))
+        h = masked_fill(F.gelu(self.band_mlp(h)), mb)
+        # Scatter back to band slots and sum (deterministic, unlike index_add_ on CUDA).
+        slots = h.new_zeros((n, c, self.width, *spatial))
+        slots[bi, ci] = h
+        count = band_present.sum(dim=1).clamp(min=1).to(h.dtype).view(n, 1, *ones)
+        feat = slots.sum(dim=1) / count
+        coarse = torch.zeros((n, 1, *spatial), dtype=torch.bool, device=x.device)
+        coarse[bi] |= mb  # a cell is valid where any present band saw a valid pixel
+        m = coarse
+        feat = self.block(feat, m)
+        pooled, valid = masked_adaptive_pool(feat, m, self.tokens)
+        return pooled.flatten(2).transpose(1, 2), valid.flatten(1)

@@ -1,0 +1,390 @@
+"""Contrastive sensor-fusion pretraining: a Lightning module and data module.
+
+Two views of each footprint (whole sensors and single channels dropped, the same ground
+augmented consistently at every resolution) are embedded by the native-resolution
+:class:`~fusion.models.FusionEncoder`, projected by lightly's SimCLR head and pulled together by
+lightly's ``NTXentLoss`` (optionally with a memory bank for small batches). Lightning runs it on
+one CPU, N GPUs or N nodes (DDP) with the same config.
+
+A checkpoint carries, besides the weights, everything needed to use the encoder on new data:
+the sensor specs with band order and normalisation statistics, the encoder config and the
+toolkit version (``checkpoint["fusion"]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from lightly.loss import NTXentLoss
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
+from torch.utils.data import DataLoader, Dataset
+
+from fusion import __version__
+from fusion.data.collate import Batch
+from fusion.data.datasets import DatasetBundle, build_datasets, describe
+from fusion.data.errors import ConfigError
+from fusion.data.sample import Sample
+from fusion.data.specs import SensorSpec, Stream
+from fusion.models import FusionEncoder, projection_head
+from fusion.views import ViewConfig, ViewMaker, collate_views
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pretraining run needs; every field is a YAML key and a CLI option.
+
+    Args:
+        data: ``"synthetic"`` or a path (band-GeoTIFF folders, a ``*_TRAIN.ts`` file, the
+            Presto arrays folder).
+        out: folder for runs; the run writes ``<out>/<name>/``.
+        name: run name.
+        chip_m: chip side in metres (rasters).
+        seed: seed of data splits, views and weights.
+        max_steps: optimiser steps.
+        batch_size: footprints per step (two views each).
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps before the cosine decay.
+        temperature: NT-Xent temperature.
+        memory_bank: negatives kept in lightly's memory bank (0: off).
+        width: encoder width (token dimension).
+        depth: transformer layers of the shared trunk.
+        heads: attention heads.
+        token_grid: tokens per side of every raster stream (G×G).
+        series_tokens: tokens per time-series stream.
+        proj_dim: output size of the projection head.
+        views: view settings (sensor/channel dropout, augmentation), see :class:`ViewConfig`.
+        accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``.
+        devices: devices per node.
+        num_nodes: nodes.
+        strategy: Lightning strategy (``"auto"``, ``"ddp"``, ``"ddp_spawn"``...).
+        num_workers: DataLoader workers (the view curriculum is updated in-process with 0).
+        resume: checkpoint to resume from.
+        log_every: steps between logged metrics.
+    """
+
+    data: str = "synthetic"
+    out: str = "runs"
+    name: str = "pretrain"
+    chip_m: float = 640.0
+    seed: int = 0
+    max_steps: int = 250
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 25
+    temperature: float = 0.2
+    memory_bank: int = 0
+    width: int = 64
+    depth: int = 2
+    heads: int = 4
+    token_grid: int = 4
+    series_tokens: int = 8
+    proj_dim: int = 64
+    views: dict[str, Any] = field(default_factory=dict)
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    num_workers: int = 0
+    resume: str | None = None
+    log_every: int = 10
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
+        """Read a YAML config; unknown keys raise :class:`ConfigError` naming key and file."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config: {err}", path=path) from err
+        if not isinstance(data, dict):
+            raise ConfigError("a config holds a mapping of keys to values", path=path)
+        return cls.from_dict(data, source=path, overrides=overrides)
+
+    @classmethod
+    def from_dict(
+        cls,
+        values: dict[str, Any],
+        *,
+        source: str | Path | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> PretrainConfig:
+        """Build a config from plain data; ``overrides`` (CLI options, ``None`` = unset) win."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        merged = {str(k).replace("-", "_"): v for k, v in values.items()}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown config key(s) {unknown}; expected some of {sorted(known)}", path=source
+            )
+        view_keys = {f.name for f in dataclasses.fields(ViewConfig)}
+        bad_views = sorted(set(merged.get("views", {})) - view_keys)
+        if bad_views:
+            raise ConfigError(
+                f"unknown views key(s) {bad_views}; expected some of {sorted(view_keys)}",
+                path=source,
+            )
+        merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return cls(**merged)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) / self.name
+
+
+class ViewPairs(Dataset[tuple[Sample, Sample]]):
+    """Two views of each Sample of a dataset."""
+
+    def __init__(self, base: Dataset[Sample], maker: ViewMaker) -> None:
+        self.base = base
+        self.maker = maker
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Sample, Sample]:
+        return self.maker(self.base[index])
+
+
+class FusionDataModule(L.LightningDataModule):
+    """Train/val view pairs of a data source, normalised with statistics from the train split."""
+
+    def __init__(self, config: PretrainConfig, bundle: DatasetBundle | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.bundle = bundle
+        self.view_maker = ViewMaker(ViewConfig(**config.views), seed=config.seed)
+        self.val_maker = ViewMaker(ViewConfig(**config.views), seed=config.seed + 1)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.bundle is None:
+            self.bundle = build_datasets(
+                self.config.data, chip_m=self.config.chip_m, seed=self.config.seed
+            )
+
+    def _loader(self, ds: Dataset[Sample], maker: ViewMaker, shuffle: bool) -> DataLoader[Any]:
+        n = len(ds)  # type: ignore[arg-type]
+        return DataLoader(
+            ViewPairs(ds, maker),
+            batch_size=min(self.config.batch_size, n),
+            shuffle=shuffle,
+            drop_last=shuffle and n > self.config.batch_size,
+            collate_fn=collate_views,
+            num_workers=self.config.num_workers,
+            persistent_workers=self.config.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        assert self.bundle is not None
+        return self._loader(self.bundle.train, self.view_maker, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        assert self.bundle is not None
+        return self._loader(self.bundle.val, self.val_maker, shuffle=False)
+
+
+def streams_of(specs: dict[str, SensorSpec]) -> dict[str, Stream]:
+    """Every stream of every sensor, by key."""
+    return {s.key: s for spec in specs.values() for s in spec.streams()}
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+class ContrastiveFusion(L.LightningModule):
+    """The encoder, its projection head and the NT-Xent objective.
+
+    Args:
+        config: the run config (hyper-parameters are saved with the checkpoint).
+        specs: sensor specs with normalisation statistics (saved with the checkpoint).
+    """
+
+    def __init__(self, config: PretrainConfig, specs: dict[str, SensorSpec]) -> None:
+        super().__init__()
+        self.config = config
+        self.specs = specs
+        self.encoder = FusionEncoder(
+            streams_of(specs),
+            width=config.width,
+            depth=config.depth,
+            heads=config.heads,
+            token_grid=config.token_grid,
+            series_tokens=config.series_tokens,
+        )
+        self.head = projection_head(self.encoder.embed_dim, 2 * config.width, config.proj_dim)
+        bank = (config.memory_bank, config.proj_dim) if config.memory_bank > 0 else 0
+        self.criterion = NTXentLoss(
+            temperature=config.temperature, memory_bank_size=bank, gather_distributed=True
+        )
+        self._t0 = time.perf_counter()
+        self._seen = 0
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        out: torch.Tensor = self.encoder(batch)
+        return out
+
+    def _loss(self, views: tuple[Batch, Batch]) -> torch.Tensor:
+        b1, b2 = views
+        z1, z2 = self.head(self.encoder(b1)), self.head(self.encoder(b2))
+        loss: torch.Tensor = self.criterion(z1, z2)
+        return loss
+
+    def training_step(self, views: tuple[Batch, Batch], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(views)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at step {self.global_step}; the run stopped and the "
+                f"last good checkpoint is in {self.config.run_dir / 'checkpoints'} (try a lower "
+                f"lr than {self.config.lr})"
+            )
+        self._seen += len(views[0])
+        rate = self._seen / max(time.perf_counter() - self._t0, 1e-9)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(views[0]))
+        self.log("train/samples_per_s", rate, prog_bar=True, batch_size=len(views[0]))
+        return loss
+
+    def validation_step(self, views: tuple[Batch, Batch], batch_idx: int) -> None:
+        self.log("val/loss", self._loss(views), prog_bar=True, batch_size=len(views[0]))
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, idx: int) -> Any:
+        return tuple(b.to(device) for b in batch)
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(
+            self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+        )
+        warm, total = self.config.warmup_steps, max(self.config.max_steps, 1)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / max(warm, 1)
+            progress = min((step - warm) / max(total - warm, 1), 1.0)
+            return 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["fusion"] = checkpoint_metadata(self.config, self.specs, self.encoder)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("fusion")
+        if meta is not None and meta["encoder"] != self.encoder.config():
+            raise ConfigError(
+                "checkpoint encoder differs from this config (width, depth, streams); resume with "
+                "the config it was trained with"
+            )
+
+
+def checkpoint_metadata(
+    config: PretrainConfig, specs: dict[str, SensorSpec], encoder: FusionEncoder
+) -> dict[str, Any]:
+    """What travels with the weights: specs (bands, order, normalisation), encoder, version."""
+    return {
+        "version": __version__,
+        "specs": [s.to_dict() for s in specs.values()],
+        "encoder": encoder.config(),
+        "pretrain": asdict(config),
+    }
+
+
+class CurriculumCallback(Callback):
+    """Ramps the view drop rates with training progress (CSF ramped channel drop to 0.66)."""
+
+    def __init__(self, maker: ViewMaker, max_steps: int) -> None:
+        self.maker = maker
+        self.max_steps = max(max_steps, 1)
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self.maker.set_progress(trainer.global_step / self.max_steps)
+
+
+class SaveOnInterrupt(Callback):
+    """Writes ``interrupted.ckpt`` when a run is stopped (Ctrl-C) so it can be resumed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_exception(
+        self, trainer: L.Trainer, module: L.LightningModule, err: BaseException
+    ) -> None:
+        if isinstance(err, KeyboardInterrupt) and trainer.global_step > 0:
+            trainer.save_checkpoint(self.path)
+
+
+def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Run pretraining; returns a JSON-ready summary (also written to ``run_dir/summary.json``)."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    run = config.run_dir
+    run.mkdir(parents=True, exist_ok=True)
+    data = FusionDataModule(config)
+    data.setup()
+    assert data.bundle is not None
+    module = ContrastiveFusion(config, data.bundle.specs)
+    ckpt = ModelCheckpoint(
+        dirpath=run / "checkpoints",
+        filename="step{step}",
+        save_last=True,
+        every_n_train_steps=max(config.max_steps // 5, 1),
+        save_top_k=1,
+        monitor=None,
+        auto_insert_metric_name=False,
+    )
+    strategy: Any = config.strategy
+    if strategy in ("ddp", "ddp_spawn"):
+        # A stream absent from a whole batch leaves its stem without gradient on that rank.
+        start = "spawn" if strategy == "ddp_spawn" else "popen"
+        strategy = DDPStrategy(find_unused_parameters=True, start_method=start)
+    trainer = L.Trainer(
+        max_steps=config.max_steps,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=strategy,
+        logger=[CSVLogger(run, name="logs"), TensorBoardLogger(run, name="tb")],
+        callbacks=[
+            ckpt,
+            CurriculumCallback(data.view_maker, config.max_steps),
+            SaveOnInterrupt(run / "checkpoints" / "interrupted.ckpt"),
+        ],
+        log_every_n_steps=config.log_every,
+        val_check_interval=max(min(config.max_steps // 2, 100), 1),
+        check_val_every_n_epoch=None,
+        limit_val_batches=4,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        deterministic=False,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=config.resume)
+    elapsed = time.perf_counter() - t0
+    final = run / "checkpoints" / "final.ckpt"
+    trainer.save_checkpoint(final)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    summary = {
+        "checkpoint": str(final),
+        "steps": trainer.global_step,
+        "seconds": round(elapsed, 1),
+        "samples_per_s": round(trainer.global_step * config.batch_size / max(elapsed, 1e-9), 1),
+        "metrics": metrics,
+        "data": describe(data.bundle),
+        "config": asdict(config),
+    }
+    if trainer.is_global_zero:
+        tmp = run / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2, default=str))
+        tmp.replace(run / "summary.json")
+    return summary
