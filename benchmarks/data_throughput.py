@@ -359,6 +359,7 @@ def summarise(methods: Sequence[Method], n_chips: int) -> dict[str, dict[str, An
             "ms_per_chip": 1000 * median / n_chips,
             "median_s": median,
             "times_s": list(m.times_s),
+            "spread": (max(m.times_s) - min(m.times_s)) / median,
             "chips": n_chips,
             "footprints_sha1": m.fingerprint,
             "output_shape_first_chip": m.example_shape,
@@ -412,6 +413,14 @@ def markdown(rows: dict[str, dict[str, Any]], goals: dict[str, dict[str, Any]]) 
                 f"- {labels[key]}: {goal['value']:.2f}× (target {goal['target']}×) **{verdict}**"
             )
     return "\n".join(lines)
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages (None where the OS has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def machine_info(tg_version: str | None) -> dict[str, Any]:
@@ -534,6 +543,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     methods.append(raw)
     handles += hs
 
+    load_before = load_average()
     try:
         for m in methods:
             warm_up(m, chips)
@@ -553,6 +563,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"seed {args.seed}, data {data}"
     )
     info = machine_info(tg_version)
+    info["loadavg_before"], info["loadavg_after"] = load_before, load_average()
+    busy = max((la[0] for la in (load_before, info["loadavg_after"]) if la), default=0.0)
+    if busy > (info["cpu_count"] or 1) - 0.5:  # more runnable work than cores, ours included
+        notes.append(
+            f"machine busy (1-min load up to {busy:.2f} on {info['cpu_count']} cpus): other "
+            "processes competed for the cores, so the numbers are noisy; re-run on an idle machine"
+        )
     print(f"## Data throughput: {settings}")
     print(
         f"cpus {info['cpu_count']}, rasterio {info['rasterio']}, GDAL {info['gdal']}, "

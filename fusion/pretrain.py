@@ -346,8 +346,10 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]
     strategy: Any = config.strategy
     if strategy in ("ddp", "ddp_spawn"):
         # A stream absent from a whole batch leaves its stem without gradient on that rank.
-        start = "spawn" if strategy == "ddp_spawn" else "popen"
-        strategy = DDPStrategy(find_unused_parameters=True, start_method=start)
+        strategy = DDPStrategy(
+            find_unused_parameters=True,
+            start_method="spawn" if strategy == "ddp_spawn" else "popen",
+        )
     trainer = L.Trainer(
         max_steps=config.max_steps,
         accelerator=config.accelerator,
