@@ -28,6 +28,7 @@ from lightly.loss import NTXentLoss
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from fusion import __version__
@@ -323,6 +324,9 @@ class SaveOnInterrupt(Callback):
     ) -> None:
         if isinstance(err, KeyboardInterrupt) and trainer.global_step > 0:
             trainer.save_checkpoint(self.path)
+            rank_zero_info(
+                f"interrupted at step {trainer.global_step}; resume with --resume {self.path}"
+            )
 
 
 def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]:
