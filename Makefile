@@ -18,6 +18,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/fusion demo
+	$(BIN)/fusion pretrain
 
 lint: $(STAMP)
 	$(BIN)/ruff check fusion cli tests benchmarks
