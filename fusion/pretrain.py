@@ -23,7 +23,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import yaml
 from lightly.loss import NTXentLoss
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -32,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from fusion import __version__
+from fusion.config import check_keys, read_mapping
 from fusion.data.collate import Batch
 from fusion.data.datasets import DatasetBundle, build_datasets, describe
 from fusion.data.errors import ConfigError
@@ -105,14 +105,7 @@ class PretrainConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
         """Read a YAML config; unknown keys raise :class:`ConfigError` naming key and file."""
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read config: {err}", path=path) from err
-        if not isinstance(data, dict):
-            raise ConfigError("a config holds a mapping of keys to values", path=path)
-        return cls.from_dict(data, source=path, overrides=overrides)
+        return cls.from_dict(read_mapping(path), source=path, overrides=overrides)
 
     @classmethod
     def from_dict(
@@ -123,20 +116,12 @@ class PretrainConfig:
         overrides: dict[str, Any] | None = None,
     ) -> PretrainConfig:
         """Build a config from plain data; ``overrides`` (CLI options, ``None`` = unset) win."""
-        known = {f.name for f in dataclasses.fields(cls)}
         merged = {str(k).replace("-", "_"): v for k, v in values.items()}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown config key(s) {unknown}; expected some of {sorted(known)}", path=source
-            )
-        view_keys = {f.name for f in dataclasses.fields(ViewConfig)}
-        bad_views = sorted(set(merged.get("views", {})) - view_keys)
-        if bad_views:
-            raise ConfigError(
-                f"unknown views key(s) {bad_views}; expected some of {sorted(view_keys)}",
-                path=source,
-            )
+        check_keys(merged, (f.name for f in dataclasses.fields(cls)), path=source)
+        views = merged.get("views", {})
+        check_keys(
+            views, (f.name for f in dataclasses.fields(ViewConfig)), path=source, what="views"
+        )
         merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return cls(**merged)
 
