@@ -62,8 +62,10 @@ def probe(xtr: np.ndarray, ytr: np.ndarray) -> Any:
 
 def run(checkpoint: str, seed: int) -> dict[str, Any]:
     model = load_pretrained(checkpoint)
-    chip_m = float(model.meta["pretrain"]["chip_m"])
-    bundle = build_datasets("synthetic", chip_m=chip_m, seed=int(model.meta["pretrain"]["seed"]))
+    run_cfg = model.meta["pretrain"]
+    bundle = build_datasets(
+        run_cfg["data"], chip_m=float(run_cfg["chip_m"]), seed=int(run_cfg["seed"])
+    )
     torch.manual_seed(seed)
     random = FusionEncoder.from_config(model.encoder.config())
     ytr, yva = labels(bundle.train), labels(bundle.val)
@@ -83,14 +85,16 @@ def run(checkpoint: str, seed: int) -> dict[str, Any]:
             edit = without(name)
             sub = probe(embed(enc, bundle.train, edit), ytr)
             row[f"without {name}"] = float(sub.score(embed(enc, bundle.val, edit), yva))
-        halved = embed(enc, bundle.val, lambda s: degrade(s, halve_resolution={OPTICAL}))
-        row["optical res/2 (test only)"] = float(clf.score(halved, yva))
-        eight_bit = embed(enc, bundle.val, lambda s: degrade(s, bits={OPTICAL: 8}))
-        row["optical 8-bit (test only)"] = float(clf.score(eight_bit, yva))
+        if OPTICAL in sensors:
+            halved = embed(enc, bundle.val, lambda s: degrade(s, halve_resolution={OPTICAL}))
+            row["optical res/2 (test only)"] = float(clf.score(halved, yva))
+            eight_bit = embed(enc, bundle.val, lambda s: degrade(s, bits={OPTICAL: 8}))
+            row["optical 8-bit (test only)"] = float(clf.score(eight_bit, yva))
         rows[label] = row
     majority = float(np.mean(yva == np.bincount(ytr).argmax()))
     return {
         "checkpoint": checkpoint,
+        "data": bundle.description,
         "train_chips": len(ytr),
         "val_chips": len(yva),
         "majority_baseline": majority,
@@ -102,8 +106,8 @@ def print_table(result: dict[str, Any]) -> None:
     rows = result["accuracy"]
     cols = list(next(iter(rows.values())))
     print(
-        f"## Linear probe on frozen embeddings, synthetic default ({result['train_chips']} "
-        f"train / {result['val_chips']} held-out chips; "
+        f"## Linear probe on frozen embeddings, {result['data']} ({result['train_chips']} "
+        f"train / {result['val_chips']} held-out samples; "
         f"majority class {result['majority_baseline']:.3f})\n"
     )
     print("| encoder | " + " | ".join(cols) + " |")
@@ -124,14 +128,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", help="a fusion pretrain checkpoint; pretrains one if absent")
     p.add_argument("--max-steps", type=int, default=None, help="steps when pretraining here")
+    p.add_argument("--config", help="pretraining config when pretraining here (default: synthetic)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-init encoder")
     p.add_argument("--json", help="write the numbers here")
     args = p.parse_args(argv)
     ckpt = args.checkpoint
     if ckpt is None:
         out = tempfile.mkdtemp(prefix="fusion-quality-")
-        cfg = PretrainConfig.from_dict(
-            {"out": out, "name": "quality"}, overrides={"max_steps": args.max_steps}
+        over = {"max_steps": args.max_steps, "out": out, "name": "quality"}
+        cfg = (
+            PretrainConfig.from_yaml(args.config, over)
+            if args.config
+            else PretrainConfig.from_dict({}, overrides=over)
         )
         ckpt = pretrain(cfg, progress=sys.stderr.isatty())["checkpoint"]
     result = run(ckpt, args.seed)
