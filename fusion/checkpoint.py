@@ -89,6 +89,11 @@ def load_pretrained(path: str | Path, *, map_location: str = "cpu") -> Pretraine
     meta = ckpt.get("fusion") if isinstance(ckpt, dict) else None
     if meta is None:
         raise LayoutError("not a fusion checkpoint (no 'fusion' metadata)", path=path)
+    if meta["encoder"].get("model") != "FusionEncoder":
+        raise LayoutError(
+            f"checkpoint holds a {meta['encoder'].get('model')} baseline, not a fusion encoder",
+            path=path,
+        )
     encoder = FusionEncoder.from_config(meta["encoder"])
     prefix = "encoder."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}

@@ -37,7 +37,7 @@ from fusion.data.datasets import DatasetBundle, build_datasets, describe
 from fusion.data.errors import ConfigError
 from fusion.data.sample import Sample
 from fusion.data.specs import SensorSpec, Stream
-from fusion.models import FusionEncoder, projection_head
+from fusion.models import FusionEncoder, early_fusion_baseline, projection_head
 from fusion.views import ViewConfig, ViewMaker, collate_views
 
 
@@ -73,6 +73,9 @@ class PretrainConfig:
         num_workers: DataLoader workers (the view curriculum is updated in-process with 0).
         resume: checkpoint to resume from.
         log_every: steps between logged metrics.
+        encoder: ``"fusion"`` (native resolution, the toolkit's encoder) or a baseline for
+            benchmarks: ``"early_conv"`` (CSF-style: every stream upsampled to the finest grid,
+            stacked, a plain conv stem) or ``"early_bandset"`` (stacked, our band-set stem).
     """
 
     data: str = "synthetic"
@@ -101,6 +104,7 @@ class PretrainConfig:
     num_workers: int = 0
     resume: str | None = None
     log_every: int = 10
+    encoder: str = "fusion"
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
@@ -202,15 +206,8 @@ class ContrastiveFusion(L.LightningModule):
         super().__init__()
         self.config = config
         self.specs = specs
-        self.encoder = FusionEncoder(
-            streams_of(specs),
-            width=config.width,
-            depth=config.depth,
-            heads=config.heads,
-            token_grid=config.token_grid,
-            series_tokens=config.series_tokens,
-        )
-        self.head = projection_head(self.encoder.embed_dim, 2 * config.width, config.proj_dim)
+        self.encoder = build_encoder(config, streams_of(specs))
+        self.head = projection_head(config.width, 2 * config.width, config.proj_dim)
         bank = (config.memory_bank, config.proj_dim) if config.memory_bank > 0 else 0
         self.criterion = NTXentLoss(
             temperature=config.temperature, memory_bank_size=bank, gather_distributed=True
@@ -268,21 +265,48 @@ class ContrastiveFusion(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("fusion")
-        if meta is not None and meta["encoder"] != self.encoder.config():
+        if (
+            meta is not None
+            and meta["encoder"]
+            != checkpoint_metadata(self.config, self.specs, self.encoder)["encoder"]
+        ):
             raise ConfigError(
                 "checkpoint encoder differs from this config (width, depth, streams); resume with "
                 "the config it was trained with"
             )
 
 
+def build_encoder(config: PretrainConfig, streams: dict[str, Stream]) -> torch.nn.Module:
+    """The encoder a config asks for (the fusion encoder, or a baseline for benchmarks)."""
+    kwargs: dict[str, Any] = {
+        "width": config.width,
+        "depth": config.depth,
+        "heads": config.heads,
+        "token_grid": config.token_grid,
+        "series_tokens": config.series_tokens,
+    }
+    if config.encoder == "fusion":
+        return FusionEncoder(streams, **kwargs)
+    if config.encoder in ("early_conv", "early_bandset"):
+        return early_fusion_baseline(streams, stem=config.encoder.split("_")[1], **kwargs)
+    raise ConfigError(
+        f"unknown encoder {config.encoder!r}; expected 'fusion', 'early_conv' or 'early_bandset'"
+    )
+
+
 def checkpoint_metadata(
-    config: PretrainConfig, specs: dict[str, SensorSpec], encoder: FusionEncoder
+    config: PretrainConfig, specs: dict[str, SensorSpec], encoder: torch.nn.Module
 ) -> dict[str, Any]:
     """What travels with the weights: specs (bands, order, normalisation), encoder, version."""
+    described = (
+        encoder.config()
+        if isinstance(encoder, FusionEncoder)
+        else {"model": type(encoder).__name__, "baseline": config.encoder}
+    )
     return {
         "version": __version__,
         "specs": [s.to_dict() for s in specs.values()],
-        "encoder": encoder.config(),
+        "encoder": described,
         "pretrain": asdict(config),
     }
 

@@ -19,15 +19,39 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fusion.data.collate import Batch
 from fusion.data.specs import Stream
 from fusion.models.encoder import TokenEncoder
 from fusion.models.errors import StreamMismatchError
-from fusion.models.stems import BandSetStem
+from fusion.models.stems import BandSetStem, stage_strides
 from fusion.models.streams import batch_size, check_known, check_matches, stream_kind
 
-__all__ = ["EarlyFusionEncoder", "early_fusion_baseline"]
+__all__ = ["ConvStem", "EarlyFusionEncoder", "early_fusion_baseline"]
+
+
+class ConvStem(nn.Module):
+    """CSF's kind of stem: a plain convolution over all stacked channels at the finest grid, then
+    stride-2 stages down to the fusion stride, then average pooling to the token grid.
+
+    Its first layer costs ``C_in × D × 9`` MACs per finest-grid pixel, so every upsampled coarse
+    band is paid for at the finest resolution (what native-resolution stems avoid).
+    """
+
+    def __init__(self, in_ch: int, width: int, strides: tuple[int, ...], tokens: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_ch, width, 3, padding=1), nn.GELU()]
+        for s in strides:
+            layers += [nn.Conv2d(width, width, s, stride=s), nn.GroupNorm(1, width), nn.GELU()]
+        layers += [nn.Conv2d(width, width, 3, padding=1), nn.GELU()]
+        self.body = nn.Sequential(*layers)
+        self.tokens = tokens
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` → tokens ``(B, G*G, D)``."""
+        y = F.adaptive_avg_pool2d(self.body(image), self.tokens)
+        return y.flatten(2).transpose(1, 2)
 
 
 def _step(stream: Stream) -> float:
@@ -64,9 +88,12 @@ class EarlyFusionEncoder(TokenEncoder):
         band_dim: int | None = None,
         dropout: float = 0.0,
         quantity_buckets: int = 64,
+        stem: str = "bandset",
     ) -> None:
         if not streams:
             raise ValueError("early fusion needs at least one stream")
+        if stem not in ("bandset", "conv"):
+            raise ValueError(f"stem must be 'bandset' or 'conv', got {stem!r}")
         kinds = {stream_kind(s) for s in streams.values()}
         super().__init__(
             width=width,
@@ -96,9 +123,17 @@ class EarlyFusionEncoder(TokenEncoder):
             resolution_m=self.finest_step if self.kind == "raster" else None,
             rate_hz=1.0 / self.finest_step if self.kind == "series" else None,
         )
-        self.stem: BandSetStem = self.make_stem(
-            self.stacked, fusion_stride_m=fusion_stride_m, series_stride_s=series_stride_s
-        )
+        self.stem: BandSetStem | None = None
+        self.conv_stem: ConvStem | None = None
+        if stem == "conv":
+            if self.kind != "raster":
+                raise ValueError("the conv stem is for rasters")
+            strides = stage_strides(self.finest_step, fusion_stride_m)
+            self.conv_stem = ConvStem(len(bands), width, strides, token_grid)
+        else:
+            self.stem = self.make_stem(
+                self.stacked, fusion_stride_m=fusion_stride_m, series_stride_s=series_stride_s
+            )
 
     def _target(self, batch: Batch) -> tuple[int, ...]:
         # Coarse grids may overhang the footprint (640 m at 60 m is 11 px = 660 m), so the finest
@@ -144,9 +179,19 @@ class EarlyFusionEncoder(TokenEncoder):
         dev = image.device
         mask = torch.ones((b, *target), dtype=torch.bool, device=dev)
         every = torch.ones((b, image.shape[1]), dtype=torch.bool, device=dev)
-        t, keep = self.stream_tokens(
-            self.stem, self.stacked, image, mask, torch.ones(b, dtype=torch.bool, device=dev), every
-        )
+        if self.conv_stem is not None:
+            t = self.conv_stem(image)
+            keep = torch.ones(t.shape[:2], dtype=torch.bool, device=dev)
+        else:
+            assert self.stem is not None
+            t, keep = self.stream_tokens(
+                self.stem,
+                self.stacked,
+                image,
+                mask,
+                torch.ones(b, dtype=torch.bool, device=dev),
+                every,
+            )
         out: torch.Tensor = self.fusion(t, keep)
         return out
 
