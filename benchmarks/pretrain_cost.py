@@ -1,0 +1,153 @@
+"""Cost of the native-resolution encoder against CSF-style early fusion (pretraining, item 7).
+
+Same synthetic view batches for every encoder (optical 10+20 m, SAR 10 m, thermal 60 m):
+- ``fusion``: the toolkit's encoder, one stem per stream at its native resolution;
+- ``early_conv``: CSF-style, every stream upsampled to the finest (10 m) grid, stacked, one plain
+  conv stem at that grid, the same transformer trunk;
+- ``early_bandset``: stacked at 10 m like CSF, but through our band-set stem.
+Reports MACs per sample (torch's FlopCounterMode, MACs = FLOPs / 2), parameters, and training
+samples/s (forward + backward + AdamW step of encoder, projection head and NT-Xent on two views,
+median step time over interleaved repeats, single process). With ``--probe-steps N`` each encoder
+is also pretrained N steps and probed (logistic regression on frozen held-out chip embeddings).
+
+    python benchmarks/pretrain_cost.py [--batch 32] [--steps 5] [--repeats 5] [--probe-steps 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightly.loss import NTXentLoss
+
+from fusion.data.collate import Batch
+from fusion.data.datasets import build_datasets
+from fusion.models import count_macs, projection_head
+from fusion.pretrain import PretrainConfig, build_encoder, pretrain, streams_of
+from fusion.views import ViewConfig, ViewMaker, collate_views
+
+ENCODERS = ("fusion", "early_conv", "early_bandset")
+
+
+def view_batches(n_batches: int, batch: int, seed: int) -> tuple[list[tuple[Batch, Batch]], Any]:
+    bundle = build_datasets("synthetic", seed=seed)
+    maker = ViewMaker(ViewConfig(), seed=seed)
+    out = []
+    for k in range(n_batches):
+        idx = [(k * batch + i) % len(bundle.train) for i in range(batch)]  # type: ignore[arg-type]
+        out.append(collate_views([maker(bundle.train[i]) for i in idx]))
+    return out, bundle
+
+
+def step_times(
+    cfg: PretrainConfig, streams: dict[str, Any], batches: list[tuple[Batch, Batch]]
+) -> tuple[torch.nn.Module, list[float]]:
+    torch.manual_seed(0)
+    enc = build_encoder(cfg, streams)
+    head = projection_head(cfg.width, 2 * cfg.width, cfg.proj_dim)
+    loss_fn = NTXentLoss(temperature=cfg.temperature)
+    opt = torch.optim.AdamW([*enc.parameters(), *head.parameters()], lr=cfg.lr)
+    times = []
+    for b1, b2 in batches:
+        t0 = time.perf_counter()
+        loss = loss_fn(head(enc(b1)), head(enc(b2)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return enc, times
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch", type=int, default=32, help="footprints per step (two views each)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median)")
+    p.add_argument("--width", type=int, default=64, help="encoder width")
+    p.add_argument("--probe-steps", type=int, default=0, help="pretrain + probe each encoder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write the numbers here")
+    args = p.parse_args(argv)
+
+    batches, bundle = view_batches(args.steps, args.batch, args.seed)
+    streams = streams_of(bundle.specs)
+    cfgs = {
+        name: PretrainConfig.from_dict({"encoder": name, "width": args.width}) for name in ENCODERS
+    }
+    rows: dict[str, dict[str, Any]] = {name: {"step_s": []} for name in ENCODERS}
+    for name, cfg in cfgs.items():  # warm-up, MACs and parameters
+        enc, _ = step_times(cfg, streams, batches[:1])
+        enc.eval()
+        b1 = batches[0][0]
+        rows[name]["macs_per_sample"] = count_macs(enc, b1) / len(b1)
+        rows[name]["params"] = sum(q.numel() for q in enc.parameters())
+    for _ in range(args.repeats):
+        for name, cfg in cfgs.items():
+            _, times = step_times(cfg, streams, batches)
+            rows[name]["step_s"].append(statistics.median(times))
+    for row in rows.values():
+        row["median_step_s"] = statistics.median(row["step_s"])
+        row["train_samples_per_s"] = args.batch / row["median_step_s"]
+    if args.probe_steps > 0:
+        from benchmarks.pretrain_quality import embed, labels, probe
+
+        out = tempfile.mkdtemp(prefix="fusion-cost-")
+        ytr, yva = labels(bundle.train), labels(bundle.val)
+        for name in ENCODERS:
+            cfg = PretrainConfig.from_dict(
+                {"encoder": name, "width": args.width, "out": out, "name": name},
+                overrides={"max_steps": args.probe_steps},
+            )
+            ckpt = torch.load(pretrain(cfg, progress=False)["checkpoint"], weights_only=False)
+            enc = build_encoder(cfg, streams)
+            state = {k[8:]: v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")}
+            enc.load_state_dict(state)
+            keep = lambda s: s  # noqa: E731
+            clf = probe(embed(enc, bundle.train, keep), ytr)  # type: ignore[arg-type]
+            rows[name]["probe_accuracy"] = float(
+                clf.score(embed(enc, bundle.val, keep), yva)  # type: ignore[arg-type]
+            )
+    ours = rows["fusion"]
+    result = {
+        "data": bundle.description,
+        "batch": args.batch,
+        "width": args.width,
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+        "macs_ratio_csf_over_ours": rows["early_conv"]["macs_per_sample"] / ours["macs_per_sample"],
+        "speed_ratio_ours_over_csf": ours["train_samples_per_s"]
+        / rows["early_conv"]["train_samples_per_s"],
+    }
+    print(f"## Encoder cost, {bundle.description}; batch {args.batch}, width {args.width}\n")
+    print("| encoder | MMAC/sample | params | train samples/s | probe acc. |")
+    print("|---|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        acc = f"{r['probe_accuracy']:.3f}" if "probe_accuracy" in r else "-"
+        print(
+            f"| {name} | {r['macs_per_sample'] / 1e6:.2f} | {r['params']:,} | "
+            f"{r['train_samples_per_s']:.1f} | {acc} |"
+        )
+    m, s = result["macs_ratio_csf_over_ours"], result["speed_ratio_ours_over_csf"]
+    print(f"\n- CSF-style/ours MACs: {m:.2f}× (target ≥ 1.5×) {'PASS' if m >= 1.5 else 'MISS'}")
+    print(
+        f"- ours/CSF-style training samples/s: {s:.2f}× (target ≥ 1.5×) "
+        f"{'PASS' if s >= 1.5 else 'MISS'}"
+    )
+    if args.json:
+        path = Path(args.json)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        os.replace(tmp, path)
+    return result
+
+
+if __name__ == "__main__":
+    main()
