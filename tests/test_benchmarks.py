@@ -54,3 +54,16 @@ def test_data_throughput_torchgeo(shared_data: Path, tmp_path: Path) -> None:
     assert methods["torchgeo"]["footprints_sha1"] == methods["ours"]["footprints_sha1"]
     assert report["targets"]["ours_over_torchgeo"]["value"] > 0
     assert report["machine"]["torchgeo"]
+
+
+def test_pretrain_cost_quick(tmp_path: Path) -> None:
+    from benchmarks.pretrain_cost import main as cost_main
+
+    out = tmp_path / "cost.json"
+    result = cost_main(["--batch", "4", "--steps", "1", "--repeats", "1", "--width", "16",
+                        "--json", str(out)])  # fmt: skip
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == {"fusion", "early_conv", "early_bandset"}
+    assert all(r["macs_per_sample"] > 0 and r["train_samples_per_s"] > 0 for r in rows.values())
+    # the CSF-style stem pays for every upsampled band at 10 m: more MACs than ours
+    assert result["macs_ratio_csf_over_ours"] > 1.0
