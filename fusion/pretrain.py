@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,9 @@ class FusionDataModule(L.LightningDataModule):
             persistent_workers=self.config.num_workers > 0,
         )
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, idx: int) -> Any:
+        return tuple(b.to(device) for b in batch)
+
     def train_dataloader(self) -> DataLoader[Any]:
         assert self.bundle is not None
         return self._loader(self.bundle.train, self.view_maker, shuffle=True)
@@ -241,9 +245,6 @@ class ContrastiveFusion(L.LightningModule):
 
     def validation_step(self, views: tuple[Batch, Batch], batch_idx: int) -> None:
         self.log("val/loss", self._loss(views), prog_bar=True, batch_size=len(views[0]))
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, idx: int) -> Any:
-        return tuple(b.to(device) for b in batch)
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(
@@ -340,6 +341,8 @@ class SaveOnInterrupt(Callback):
 
 def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run pretraining; returns a JSON-ready summary (also written to ``run_dir/summary.json``)."""
+    # Lightning's own deprecation notice about torch's pytree API: not ours to fix, only noise.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
     L.seed_everything(config.seed, workers=True, verbose=False)
     run = config.run_dir
     run.mkdir(parents=True, exist_ok=True)
