@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -97,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         row["median_step_s"] = statistics.median(row["step_s"])
         row["train_samples_per_s"] = args.batch / row["median_step_s"]
     if args.probe_steps > 0:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script too
         from benchmarks.pretrain_quality import embed, labels, probe
 
         out = tempfile.mkdtemp(prefix="fusion-cost-")
