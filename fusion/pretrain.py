@@ -332,7 +332,7 @@ class SaveOnInterrupt(Callback):
     def on_exception(
         self, trainer: L.Trainer, module: L.LightningModule, err: BaseException
     ) -> None:
-        if isinstance(err, KeyboardInterrupt) and trainer.global_step > 0:
+        if isinstance(err, KeyboardInterrupt):
             trainer.save_checkpoint(self.path)
             rank_zero_info(
                 f"interrupted at step {trainer.global_step}; resume with --resume {self.path}"

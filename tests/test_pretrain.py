@@ -145,7 +145,11 @@ def test_interrupted_run_leaves_a_checkpoint_that_resumes(tmp_path: Path) -> Non
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(25)  # imports, data and a few steps
+    # Wait until training has started (the loggers' folders appear), whatever the machine's load.
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "intr" / "logs").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(5)  # a few steps
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     out, _ = proc.communicate(timeout=300)
     ckpt = tmp_path / "intr" / "checkpoints" / "interrupted.ckpt"
