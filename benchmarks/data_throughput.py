@@ -32,7 +32,6 @@ import contextlib
 import cProfile
 import hashlib
 import io
-import json
 import math
 import os
 import platform
@@ -40,7 +39,6 @@ import pstats
 import re
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +56,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 from rasterio.windows import bounds as window_bounds
 
+from benchmarks.report import atomic_write, write_json
 from fusion.data.align import AlignedScene, align
 from fusion.data.readers.band_folder import open_band_folders
 from fusion.data.sampling import random_chips
@@ -447,23 +446,6 @@ def machine_info(tg_version: str | None) -> dict[str, Any]:
     }
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: Path, report: dict[str, Any]) -> None:
-    _atomic_write(path, lambda fh: fh.write(json.dumps(report, indent=2, default=str) + "\n"))
-
-
 def write_plot(path: Path, rows: dict[str, dict[str, Any]], title: str) -> None:
     import matplotlib
 
@@ -480,7 +462,7 @@ def write_plot(path: Path, rows: dict[str, dict[str, Any]], title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.margins(y=0.15)
     fig.tight_layout()
-    _atomic_write(path, lambda fh: fig.savefig(fh, format="png"), mode="wb")
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png"), mode="wb")
     plt.close(fig)
 
 

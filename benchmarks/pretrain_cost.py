@@ -16,10 +16,7 @@ is also pretrained N steps and probed (logistic regression on frozen held-out ch
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -29,6 +26,7 @@ from typing import Any
 import torch
 from lightly.loss import NTXentLoss
 
+from benchmarks.report import write_json
 from fusion.data.collate import Batch
 from fusion.data.datasets import build_datasets
 from fusion.models import count_macs, projection_head
@@ -98,7 +96,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         row["median_step_s"] = statistics.median(row["step_s"])
         row["train_samples_per_s"] = args.batch / row["median_step_s"]
     if args.probe_steps > 0:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script too
         from benchmarks.pretrain_quality import embed, labels, probe
 
         out = tempfile.mkdtemp(prefix="fusion-cost-")
@@ -144,10 +141,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"{'PASS' if s >= 1.5 else 'MISS'}"
     )
     if args.json:
-        path = Path(args.json)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, path)
+        write_json(Path(args.json), result)
     return result
 
 

@@ -13,8 +13,6 @@ precision) against the all-sensor probe. Labels: majority land-cover class of ea
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -28,6 +26,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import Dataset
 
+from benchmarks.report import write_json
 from fusion.checkpoint import load_pretrained
 from fusion.data.collate import collate_samples
 from fusion.data.datasets import build_datasets
@@ -145,10 +144,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result = run(ckpt, args.seed)
     print_table(result)
     if args.json:
-        path = Path(args.json)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, path)
+        write_json(Path(args.json), result)
     return result
 
 
