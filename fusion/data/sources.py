@@ -338,6 +338,8 @@ class StackedFileBands(_ProcessLocalHandle):
             )
         parts.append("</VRTDataset>")
         self.xml = "".join(parts)
+        nodata = {b.nodata for b in self.bands[: self.n_values]}
+        self._common_nodata = nodata.pop() if len(nodata) == 1 else None
 
     def _make_handle(self) -> Any:
         return rasterio.open(self.xml)
@@ -358,9 +360,8 @@ class StackedFileBands(_ProcessLocalHandle):
             arr = self._open().read(window=window)
         except RasterioIOError as err:
             raise CorruptFileError(f"cannot read window {window}: {err}", path=self.name) from err
-        nodata = {b.nodata for b in self.bands[: self.n_values]}
-        if len(nodata) == 1 and None not in nodata:  # one comparison for all bands
-            valid = (arr[: self.n_values] != nodata.pop()).all(axis=0)
+        if self._common_nodata is not None:  # one comparison for all bands
+            valid = (arr[: self.n_values] != self._common_nodata).all(axis=0)
         else:
             valid = np.ones(arr.shape[1:], dtype=bool)
             for i, b in enumerate(self.bands[: self.n_values]):
