@@ -26,6 +26,7 @@ from rasterio.coords import BoundingBox
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 
 from fusion.data.errors import ChipError, CRSMismatchError, FusionDataError, NoOverlapError
 from fusion.data.grid import Grid
@@ -164,20 +165,14 @@ class AlignedScene:
         mask_cache: dict[int, np.ndarray | None] = {}
         for key, a in self.streams.items():
             m, n, res = sizes[key]
-            window = a.grid.integer_window(BoundingBox(left, top - m * res, left + n * res, top))
             stacked = _read_stacked_with_masks(a, union, (m, n), mask_cache)
             if stacked is not None:
                 values, valid = stacked
-            elif a.stack is not None:
-                raw, valid = a.stack.read(window)
-                values = raw.astype(np.float32)
             else:
-                values = np.empty((len(a.readers), m, n), dtype=np.float32)
-                valid = np.ones((m, n), dtype=bool)
-                for i, reader in enumerate(a.readers):
-                    raw, ok = reader.read(window)
-                    values[i] = raw
-                    valid &= ok
+                window = a.grid.integer_window(
+                    BoundingBox(left, top - m * res, left + n * res, top)
+                )
+                values, valid = _read_stream(a, window, (m, n))
             for mask in a.masks:
                 if id(mask) not in mask_cache:
                     flagged = _bad_pixels(mask, union)
@@ -204,6 +199,22 @@ class AlignedScene:
             "extent_m": extent,
         }
         return Sample(data=data, masks=masks, streams=streams, meta=meta, label=label)
+
+
+def _read_stream(
+    a: AlignedStream, window: Window, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Values ``(C, m, n)`` float32 and validity ``(m, n)`` of one stream over ``window``."""
+    if a.stack is not None:
+        raw, valid = a.stack.read(window)
+        return raw.astype(np.float32), valid
+    values = np.empty((len(a.readers), *shape), dtype=np.float32)
+    valid = np.ones(shape, dtype=bool)
+    for i, reader in enumerate(a.readers):
+        raw, ok = reader.read(window)
+        values[i] = raw
+        valid &= ok
+    return values, valid
 
 
 def _read_stacked_with_masks(
