@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -16,14 +17,33 @@ R = TypeVar("R")
 err_console = Console(stderr=True)
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """Error types that mean bad input rather than a bug: data, model input and probe errors.
+
+    Modules are looked up only if a command already imported them, so that commands which never
+    touch torch do not pay for importing it here.
+    """
+    found: list[type[Exception]] = [FusionDataError]
+    for module, name in (
+        ("fusion.models.errors", "ModelInputError"),
+        ("fusion.probe.errors", "ProbeError"),
+    ):
+        mod = sys.modules.get(module)
+        if mod is not None:
+            found.append(getattr(mod, name))
+    return tuple(found)
+
+
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Decorator for commands: a :class:`FusionDataError` exits with status 2 and its message."""
+    """Decorator for commands: a :func:`user_errors` error exits with status 2 and its message."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except FusionDataError as err:
+        except Exception as err:
+            if not isinstance(err, user_errors()):
+                raise
             err_console.print(f"[bold red]error[/] ({type(err).__name__}): {err}", highlight=False)
             raise typer.Exit(code=2) from None
 

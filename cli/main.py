@@ -7,6 +7,7 @@ import typer
 from cli import data
 from cli.demo import demo
 from cli.pretrain import pretrain_cmd
+from cli.probe import probe_cmd
 
 app = typer.Typer(
     help="fusion: unsupervised multi-sensor fusion, from sensor streams to microcontrollers.",
@@ -16,6 +17,7 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.command()(demo)
 app.command("pretrain")(pretrain_cmd)
+app.command("probe")(probe_cmd)
 
 
 @app.command()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +12,7 @@ import numpy as np
 
 from fusion.data.sample import Sample
 from fusion.data.specs import Stream
+from fusion.files import save_figure
 
 _RGB_NM = (664.6, 559.8, 492.4)
 
@@ -73,13 +72,5 @@ def plot_sample(sample: Sample, path: str | Path, *, title: str | None = None) -
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.92) if title else None)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_figure(fig, path)
     return path

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
-from fusion.data.errors import FusionDataError
+from fusion.data.errors import FusionDataError, UnknownBandError
 from fusion.data.specs import Stream
 
 
@@ -84,6 +85,43 @@ class Sample:
     def valid_fraction(self) -> dict[str, float]:
         """Fraction of valid pixels or time steps per stream."""
         return {k: float(m.float().mean()) for k, m in self.masks.items()}
+
+    def select_bands(self, bands: Mapping[str, Collection[str]]) -> Sample:
+        """The same sample reduced to some bands: sensor name → band names to keep.
+
+        Sensors not named are removed whole; a stream left with no band is removed. Band order
+        within a stream is kept. Bands are matched by name or alias.
+
+        Raises:
+            UnknownBandError: a named band is not one of the sensor's bands in this sample.
+        """
+        keep_data, keep_masks, keep_streams, keep_present = {}, {}, {}, {}
+        for sensor, names in bands.items():
+            streams = {k: s for k, s in self.streams.items() if s.sensor == sensor}
+            have = [b for s in streams.values() for b in s.bands]
+            missing = [n for n in names if not any(b.matches(n) for b in have)]
+            if streams and missing:
+                raise UnknownBandError(
+                    f"band(s) {missing} are not among {[b.name for b in have]}", sensor=sensor
+                )
+            for key, stream in streams.items():
+                idx = [i for i, b in enumerate(stream.bands) if any(b.matches(n) for n in names)]
+                if not idx:
+                    continue
+                sel = torch.tensor(idx)
+                keep_data[key] = self.data[key][sel]
+                keep_masks[key] = self.masks[key]
+                keep_streams[key] = replace(stream, bands=tuple(stream.bands[i] for i in idx))
+                if key in self.band_present:
+                    keep_present[key] = self.band_present[key][sel]
+        return Sample(
+            data=keep_data,
+            masks=keep_masks,
+            streams=keep_streams,
+            meta=dict(self.meta),
+            label=self.label,
+            band_present=keep_present,
+        )
 
     def without(self, *sensors: str) -> Sample:
         """The same sample with whole sensors removed (their streams become absent)."""
