@@ -13,7 +13,13 @@ model and a statistics baseline are compared on the same samples and split.
 
 from fusion.probe.embedders import Embedder, FusionEmbedder
 from fusion.probe.embedding import Embeddings, embed_dataset
-from fusion.probe.errors import EmptyClassError, EmptySubsetError, LabelError, ProbeError
+from fusion.probe.errors import (
+    EmptyClassError,
+    EmptySubsetError,
+    LabelError,
+    ProbeError,
+    SubsetError,
+)
 from fusion.probe.evaluation import Cell, Matrix, evaluate, missing_matrix
 from fusion.probe.finetune import FineTuneProbe
 from fusion.probe.metrics import METRICS, TASKS, Task, score
@@ -40,6 +46,7 @@ __all__ = [
     "Probe",
     "ProbeError",
     "Subset",
+    "SubsetError",
     "Task",
     "band_subsets",
     "embed_dataset",

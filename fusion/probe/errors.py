@@ -17,3 +17,7 @@ class EmptyClassError(ProbeError):
 
 class EmptySubsetError(ProbeError):
     """No sample carries any sensor or band of a requested subset."""
+
+
+class SubsetError(ProbeError):
+    """A sensor subset names a sensor or band the data does not have."""

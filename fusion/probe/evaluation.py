@@ -156,8 +156,8 @@ class Matrix:
         probe = probe or self.probes[-1]
         metric = metric or self.headline
         vals = self.values(probe, metric)
-        cmap = plt.get_cmap("RdYlGn_r" if metric in LOWER_IS_BETTER else "RdYlGn").copy()
-        cmap.set_bad("lightgrey")
+        cmap = plt.get_cmap("RdYlGn_r" if metric in LOWER_IS_BETTER else "RdYlGn")
+        cmap = cmap.with_extremes(bad="lightgrey")
         fig, ax = plt.subplots(
             figsize=(1.6 + 1.4 * len(self.columns), 0.9 + 0.45 * len(self.rows)), squeeze=True
         )

@@ -12,6 +12,7 @@ from itertools import combinations
 
 from fusion.data.sample import Sample
 from fusion.data.specs import SensorSpec
+from fusion.probe.errors import SubsetError
 
 __all__ = ["NAMED_BANDS", "Subset", "band_subsets", "parse_subset", "sensor_subsets"]
 
@@ -82,13 +83,14 @@ def parse_subset(text: str, specs: Mapping[str, SensorSpec]) -> Subset:
     """Parse ``"s1_grd,s2_l2a"``, ``"s2_l2a:RGB"`` or ``"s2_l2a:B04/B03/B02"`` into a Subset.
 
     Raises:
-        KeyError: an unknown sensor or band subset name (message lists the known ones).
+        SubsetError: an unknown sensor, band or band subset name (the message lists the known
+            ones).
     """
     bands: dict[str, tuple[str, ...] | None] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         sensor, _, sel = part.partition(":")
         if sensor not in specs:
-            raise KeyError(f"unknown sensor {sensor!r}; the data has {sorted(specs)}")
+            raise SubsetError(f"unknown sensor {sensor!r}; the data has {sorted(specs)}")
         if not sel:
             bands[sensor] = None
         elif sel in NAMED_BANDS:
@@ -97,11 +99,11 @@ def parse_subset(text: str, specs: Mapping[str, SensorSpec]) -> Subset:
             chosen = tuple(sel.split("/"))
             unknown = [b for b in chosen if not any(x.matches(b) for x in specs[sensor].bands)]
             if unknown:
-                raise KeyError(
+                raise SubsetError(
                     f"sensor {sensor!r} has no band(s) {unknown}; it has "
                     f"{list(specs[sensor].band_names)} (or a named subset {list(NAMED_BANDS)})"
                 )
             bands[sensor] = chosen
     if not bands:
-        raise KeyError("empty sensor subset")
+        raise SubsetError("empty sensor subset")
     return Subset(text, bands)
