@@ -64,8 +64,12 @@ class Probe:
         if not is_classifier(self.model):  # k-NN: the neighbours' mean label is the score
             return np.asarray(self.model.predict(x), dtype=np.float64)
         proba = self.model.predict_proba(x)
-        if isinstance(proba, list):  # forests: one (N, 2) array per label
-            return np.stack([p[:, -1] for p in proba], axis=1)
+        if isinstance(proba, list):  # forests: one (N, classes seen) array per label
+            cols = []
+            for p, classes in zip(proba, self.model.classes_, strict=True):
+                hit = np.flatnonzero(np.asarray(classes) == 1)
+                cols.append(p[:, hit[0]] if hit.size else np.zeros(len(p)))
+            return np.stack(cols, axis=1)
         return np.asarray(proba)
 
     def score(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -79,3 +79,13 @@ def test_a_class_without_training_samples_is_named() -> None:
     with pytest.raises(EmptyClassError, match="never in training"):
         check_split("multilabel", np.array([[1, 0], [1, 0]]), np.array([[0, 1]]), names)
     check_split("classification", np.array([0, 1, 2]), np.array([2]), names)  # fine
+
+
+def test_forest_scores_a_label_never_positive_in_training_as_zero() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4))
+    y = np.stack([x[:, 0] > 0, np.zeros(60, dtype=bool)], axis=1).astype(int)
+    probe = ForestProbe("multilabel", trees=20).fit(x, y)
+    scores = probe.decision(x)
+    assert scores is not None and scores.shape == (60, 2)
+    assert (scores[:, 1] == 0).all() and scores[:, 0].max() > 0.5
