@@ -11,12 +11,14 @@ median step time over interleaved repeats, single process). With ``--probe-steps
 is also pretrained N steps and probed (logistic regression on frozen held-out chip embeddings).
 
     python benchmarks/pretrain_cost.py [--batch 32] [--steps 5] [--repeats 5] [--probe-steps 0]
+        [--json out.json] [--plot out.png]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -26,7 +28,7 @@ from typing import Any
 import torch
 from lightly.loss import NTXentLoss
 
-from benchmarks.report import write_json
+from benchmarks.report import atomic_write, write_json
 from fusion.data.collate import Batch
 from fusion.data.datasets import build_datasets
 from fusion.models import count_macs, projection_head
@@ -65,6 +67,37 @@ def step_times(
     return enc, times
 
 
+def write_plot(path: Path, result: dict[str, Any]) -> None:
+    """Bars: MMAC per sample (lower is better) and training samples/s (higher is better)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    names = list(rows)
+    colours = ["tab:green" if n == "fusion" else "tab:gray" for n in names]
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.4), dpi=120)
+    panels = (
+        ("macs_per_sample", 1e-6, "MMAC / sample (lower is better)", "{:.1f}"),
+        ("train_samples_per_s", 1.0, "training samples / s (higher is better)", "{:.0f}"),
+    )
+    for ax, (key, scale, label, fmt) in zip(axes, panels, strict=True):
+        values = [rows[n][key] * scale for n in names]
+        bars = ax.bar(names, values, color=colours)
+        ax.bar_label(bars, labels=[fmt.format(v) for v in values], padding=2, fontsize=8)
+        ax.set_ylabel(label, fontsize=8)
+        ax.margins(y=0.15)
+    fig.suptitle(
+        f"{result['data']}; batch {result['batch']}, width {result['width']}, "
+        f"{result['threads']} threads",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png"), mode="wb")
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=32, help="footprints per step (two views each)")
@@ -74,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--probe-steps", type=int, default=0, help="pretrain + probe each encoder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the numbers here")
+    p.add_argument("--plot", help="write a bar chart (PNG) here")
     args = p.parse_args(argv)
 
     batches, bundle = view_batches(args.steps, args.batch, args.seed)
@@ -116,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )
     ours = rows["fusion"]
     result = {
+        "command": "python -m benchmarks.pretrain_cost "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "encoder": {"pixel_channels": cfgs["fusion"].pixel_channels},
         "data": bundle.description,
         "batch": args.batch,
         "width": args.width,
@@ -140,8 +177,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"- ours/CSF-style training samples/s: {s:.2f}× (target ≥ 1.5×) "
         f"{'PASS' if s >= 1.5 else 'MISS'}"
     )
+    if "probe_accuracy" in ours:
+        a, b = ours["probe_accuracy"], rows["early_conv"]["probe_accuracy"]
+        print(
+            f"- probe accuracy after {args.probe_steps} steps: ours {a:.3f}, CSF-style {b:.3f} "
+            f"(target: equal or better) {'PASS' if a >= b else 'MISS'}"
+        )
     if args.json:
         write_json(Path(args.json), result)
+    if args.plot:
+        write_plot(Path(args.plot), result)
     return result
 
 

@@ -66,6 +66,8 @@ class PretrainConfig:
         token_grid: tokens per side of every raster stream (G×G).
         series_tokens: tokens per time-series stream.
         proj_dim: output size of the projection head.
+        pixel_channels: channels K of each stem's native-resolution pixel stage (0: patchify each
+            band straight to the fusion stride, the version-1 stem).
         views: view settings (sensor/channel dropout, augmentation), see :class:`ViewConfig`.
         accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``.
         devices: devices per node.
@@ -97,6 +99,7 @@ class PretrainConfig:
     token_grid: int = 4
     series_tokens: int = 8
     proj_dim: int = 64
+    pixel_channels: int = 0
     views: dict[str, Any] = field(default_factory=dict)
     accelerator: str = "auto"
     devices: int = 1
@@ -285,6 +288,7 @@ def build_encoder(config: PretrainConfig, streams: dict[str, Stream]) -> torch.n
         "heads": config.heads,
         "token_grid": config.token_grid,
         "series_tokens": config.series_tokens,
+        "pixel_channels": config.pixel_channels,
     }
     if config.encoder == "fusion":
         return FusionEncoder(streams, **kwargs)

@@ -69,7 +69,7 @@ class EarlyFusionEncoder(TokenEncoder):
         streams: stream key → Stream, all rasters or all series; their bands fill the stacked
             image's channel slots in sorted key order.
         width, depth, heads, token_grid, series_tokens, fusion_stride_m, series_stride_s,
-        mlp_ratio, band_dim, dropout, quantity_buckets: as for
+        mlp_ratio, band_dim, dropout, quantity_buckets, pixel_channels: as for
             :class:`~fusion.models.encoder.FusionEncoder`.
     """
 
@@ -89,6 +89,7 @@ class EarlyFusionEncoder(TokenEncoder):
         dropout: float = 0.0,
         quantity_buckets: int = 64,
         stem: str = "bandset",
+        pixel_channels: int = 0,
     ) -> None:
         if not streams:
             raise ValueError("early fusion needs at least one stream")
@@ -132,7 +133,10 @@ class EarlyFusionEncoder(TokenEncoder):
             self.conv_stem = ConvStem(len(bands), width, strides, token_grid)
         else:
             self.stem = self.make_stem(
-                self.stacked, fusion_stride_m=fusion_stride_m, series_stride_s=series_stride_s
+                self.stacked,
+                fusion_stride_m=fusion_stride_m,
+                series_stride_s=series_stride_s,
+                pixel_channels=pixel_channels,
             )
 
     def _target(self, batch: Batch) -> tuple[int, ...]:

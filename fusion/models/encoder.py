@@ -34,7 +34,7 @@ from fusion.models.streams import (
 
 __all__ = ["FusionEncoder", "TokenEncoder"]
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 
 
 def _positions(n: int, width: int) -> nn.Parameter:
@@ -92,7 +92,12 @@ class TokenEncoder(nn.Module):
         )
 
     def make_stem(
-        self, stream: Stream, *, fusion_stride_m: float, series_stride_s: float
+        self,
+        stream: Stream,
+        *,
+        fusion_stride_m: float,
+        series_stride_s: float,
+        pixel_channels: int = 0,
     ) -> BandSetStem:
         """A stem for ``stream`` with this encoder's width, band size and token grid."""
         raster = stream_kind(stream) == "raster"
@@ -102,6 +107,7 @@ class TokenEncoder(nn.Module):
             band_dim=self.band_dim,
             tokens=(self.token_grid, self.token_grid) if raster else (self.series_tokens,),
             fusion_step=fusion_stride_m if raster else series_stride_s,
+            pixel_channels=pixel_channels,
         )
 
     def stream_type_embedding(self, stream: Stream, band_present: torch.Tensor) -> torch.Tensor:
@@ -194,6 +200,9 @@ class FusionEncoder(TokenEncoder):
         band_dim: band embedding size E (default D).
         dropout: transformer dropout.
         quantity_buckets: rows of the hashed quantity table.
+        pixel_channels: K, channels of the stems' native-resolution pixel stage (band-conditioned
+            mixing of the present bands, depthwise 3×3, 1×1) before patch merging to the fusion
+            stride; 0 patchifies each band straight to the fusion stride (version-1 encoders).
 
     Attributes:
         embed_dim: D, the size of the embedding :meth:`forward` returns.
@@ -214,6 +223,7 @@ class FusionEncoder(TokenEncoder):
         band_dim: int | None = None,
         dropout: float = 0.0,
         quantity_buckets: int = 64,
+        pixel_channels: int = 0,
     ) -> None:
         super().__init__(
             width=width,
@@ -245,11 +255,15 @@ class FusionEncoder(TokenEncoder):
             "band_dim": band_dim,
             "dropout": dropout,
             "quantity_buckets": quantity_buckets,
+            "pixel_channels": pixel_channels,
         }
         self.stems = nn.ModuleDict(
             {
                 k: self.make_stem(
-                    s, fusion_stride_m=fusion_stride_m, series_stride_s=series_stride_s
+                    s,
+                    fusion_stride_m=fusion_stride_m,
+                    series_stride_s=series_stride_s,
+                    pixel_channels=pixel_channels,
                 )
                 for k, s in self.streams.items()
             }
@@ -326,4 +340,6 @@ class FusionEncoder(TokenEncoder):
         if version > CONFIG_VERSION:
             raise ValueError(f"config version {version} is newer than supported {CONFIG_VERSION}")
         streams = {k: stream_from_dict(v) for k, v in cfg.pop("streams").items()}
+        if version < 2:  # version 1 encoders patchified each band first (no pixel stage)
+            cfg.setdefault("pixel_channels", 0)
         return cls(streams, **cfg)

@@ -21,6 +21,7 @@ __all__ = [
     "conv_nd",
     "masked_adaptive_pool",
     "masked_fill",
+    "zero_invalid",
 ]
 
 Dims = Literal[1, 2]
@@ -29,6 +30,13 @@ Dims = Literal[1, 2]
 def masked_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``x`` where ``mask`` is ``True`` and 0 elsewhere (``mask`` broadcasts over channels)."""
     return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def zero_invalid(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`masked_fill` for a *finite* ``x`` (a product by the mask: several times faster than
+    ``torch.where`` on CPU, but ``NaN · 0`` is ``NaN``, so only for values computed from already
+    filled inputs, never for raw data)."""
+    return x * mask.to(x.dtype)
 
 
 def conv_nd(
@@ -103,12 +111,16 @@ class PartialConv(nn.Module):
         )
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, *, filled: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Convolve.
 
         Args:
             x: ``(N, C_in, *S)``.
             mask: bool ``(N, 1, *S)``.
+            filled: ``x`` is already finite and exactly zero where ``mask`` is ``False`` (skips
+                one pass over the input).
 
         Returns:
             ``(y, mask_out)``: ``(N, C_out, *S')`` and bool ``(N, 1, *S')``.
@@ -119,13 +131,13 @@ class PartialConv(nn.Module):
                 pad += [0, (-size) % self.stride]
             if any(pad):
                 x, mask = F.pad(x, pad), F.pad(mask, pad, value=False)
-        y = self.conv(masked_fill(x, mask))
+        y = self.conv(x if filled else masked_fill(x, mask))
         frac = _avg_pool(self.dims, mask.to(x.dtype), self.kernel, self.stride, self.padding)
         valid = frac > 0
         y = y / torch.where(valid, frac, torch.ones_like(frac))
         if self.bias is not None:
             y = y + self.bias.view(1, -1, *([1] * self.dims))
-        return masked_fill(y, valid), valid
+        return zero_invalid(y, valid), valid  # y is finite: computed from the filled input
 
 
 class MaskedGroupNorm(nn.Module):
@@ -160,7 +172,7 @@ class MaskedGroupNorm(nn.Module):
         var = (((xg - mean) * m) ** 2).sum(dim=(-2, -1), keepdim=True) / count
         y = ((xg - mean) * torch.rsqrt(var + self.eps)).reshape(n, c, *spatial)
         shape = (1, c, *([1] * len(spatial)))
-        return masked_fill(y * self.weight.view(shape) + self.bias.view(shape), mask)
+        return zero_invalid(y * self.weight.view(shape) + self.bias.view(shape), mask)
 
 
 def masked_adaptive_pool(
@@ -186,5 +198,5 @@ def masked_adaptive_pool(
     num = pool(masked_fill(x, mask))
     den = pool(mask.to(x.dtype))
     valid = den > 0
-    out = masked_fill(num / torch.where(valid, den, torch.ones_like(den)), valid)
+    out = zero_invalid(num / torch.where(valid, den, torch.ones_like(den)), valid)
     return out, valid.squeeze(1)

@@ -26,6 +26,7 @@ from fusion.models.masked import (
     conv_nd,
     masked_adaptive_pool,
     masked_fill,
+    zero_invalid,
 )
 from fusion.models.streams import stream_kind
 
@@ -61,7 +62,7 @@ class StrideStage(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N, D, *S)``, bool ``(N, 1, *S)`` → halved grid and its mask."""
         y, m = self.conv(x, mask)
-        return masked_fill(F.gelu(self.norm(y, m)), m), m
+        return zero_invalid(F.gelu(self.norm(y, m)), m), m
 
 
 class ResidualBlock(nn.Module):
@@ -99,8 +100,11 @@ class BandSetStem(nn.Module):
         band_dim: int,
         tokens: tuple[int, ...],
         fusion_step: float,
+        pixel_channels: int = 0,
     ) -> None:
         super().__init__()
+        if pixel_channels < 0:
+            raise ValueError(f"pixel_channels must be >= 0, got {pixel_channels}")
         self.kind = stream_kind(stream)
         self.dims: Dims = 2 if self.kind == "raster" else 1
         if len(tokens) != self.dims:
@@ -116,10 +120,26 @@ class BandSetStem(nn.Module):
         # at `width` MACs per native pixel; the 1×1 (width² MACs) runs on the coarse grid. The
         # second nonlinearity matters: a linear last layer would commute with the band mean.
         self.patch = math.prod(self.strides)
-        kernel = self.patch if self.patch > 1 else 3
-        self.embed = PartialConv(self.dims, 1, width, kernel, stride=self.patch, bias=False)
-        self.film = nn.Linear(band_dim, 2 * width)
-        self.band_mlp = conv_nd(self.dims, width, width, 1)
+        self.pixel_channels = pixel_channels
+        if pixel_channels > 0:
+            # Pixel-first: a band-conditioned 1×1 mixing of the present bands into K channels
+            # (weights and biases computed from each band's metadata embedding, averaged over the
+            # present bands), GELU, a masked depthwise 3×3 for texture and a 1×1, all at the
+            # native grid, then one patch-merging layer K → D to the fusion step. Cross-band,
+            # per-pixel nonlinear features (spectral indices, sub-patch class mixtures) are thus
+            # formed before any downsampling, at K + K² + 9K + K·D MACs per native pixel.
+            k = pixel_channels
+            self.mix = nn.Linear(band_dim, 2 * k)
+            self.pixel_dw = conv_nd(self.dims, k, k, 3, padding=1, groups=k, bias=False)
+            self.pixel_pw = conv_nd(self.dims, k, k, 1)
+            kernel = self.patch if self.patch > 1 else 1
+            self.merge = PartialConv(self.dims, k, width, kernel, stride=self.patch)
+            self.merge_norm = MaskedGroupNorm(width)
+        else:
+            kernel = self.patch if self.patch > 1 else 3
+            self.embed = PartialConv(self.dims, 1, width, kernel, stride=self.patch, bias=False)
+            self.film = nn.Linear(band_dim, 2 * width)
+            self.band_mlp = conv_nd(self.dims, width, width, 1)
         self.block = ResidualBlock(self.dims, width)
 
     @property
@@ -145,6 +165,8 @@ class BandSetStem(nn.Module):
             ``(tokens, valid)``: ``(N, n_tokens, D)`` and bool ``(N, n_tokens)``; a token is valid
             when its cell saw at least one valid pixel or step of a present band.
         """
+        if self.pixel_channels > 0:
+            return self._forward_pixel(x, mask, band_present, band_embeddings)
         n, c = x.shape[:2]
         ones = (1,) * self.dims
         bi, ci = band_present.nonzero(as_tuple=True)
@@ -154,7 +176,7 @@ class BandSetStem(nn.Module):
         spatial = tuple(h.shape[2:])
         gamma, beta = self.film(band_embeddings[ci]).chunk(2, dim=-1)
         h = F.gelu(h * (1 + gamma.view(-1, self.width, *ones)) + beta.view(-1, self.width, *ones))
-        h = masked_fill(F.gelu(self.band_mlp(h)), mb)
+        h = zero_invalid(F.gelu(self.band_mlp(h)), mb)
         # Scatter back to band slots and sum (deterministic, unlike index_add_ on CUDA).
         slots = h.new_zeros((n, c, self.width, *spatial))
         slots[bi, ci] = h
@@ -165,4 +187,36 @@ class BandSetStem(nn.Module):
         m = coarse
         feat = self.block(feat, m)
         pooled, valid = masked_adaptive_pool(feat, m, self.tokens)
+        return pooled.flatten(2).transpose(1, 2), valid.flatten(1)
+
+    def _forward_pixel(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        band_present: torch.Tensor,
+        band_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel-first path (``pixel_channels > 0``), same contract as :meth:`forward`."""
+        n = x.shape[0]
+        m = mask.unsqueeze(1)
+        # Per band c: weight a_c and bias d_c in R^K from its embedding. The mix is the mean of
+        # (a_c x_c + d_c) over present bands: absent bands are never read, any order or subset of
+        # bands works, and the present-band set is visible through the mean of the biases.
+        a, d = self.mix(band_embeddings).chunk(2, dim=-1)
+        w = band_present.to(x.dtype)
+        w = w / w.sum(dim=1, keepdim=True).clamp(min=1.0)
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        keep = band_present.view(*band_present.shape, *((1,) * self.dims)) & m
+        xs = torch.where(keep, x, zero).flatten(2)  # (N, C, P); NaN under a mask cannot leak
+        weight = (w.unsqueeze(-1) * a).transpose(1, 2)  # (N, K, C)
+        h = torch.baddbmm((w @ d).unsqueeze(-1), weight, xs)  # (N, K, P), one pass
+        h = zero_invalid(F.gelu(h.view(n, -1, *x.shape[2:])), m)
+        # Texture at the native grid: depthwise 3×3 over zero-filled invalid cells, 1×1, GELU,
+        # residual. (No partial-conv renormalisation here: it would cost four more passes over
+        # the finest grid; the patch merge below renormalises by valid cells.)
+        h = zero_invalid(F.gelu(self.pixel_pw(self.pixel_dw(h))) + h, m)
+        feat, cm = self.merge(h, m, filled=True)
+        feat = zero_invalid(F.gelu(self.merge_norm(feat, cm)), cm)
+        feat = self.block(feat, cm)
+        pooled, valid = masked_adaptive_pool(feat, cm, self.tokens)
         return pooled.flatten(2).transpose(1, 2), valid.flatten(1)

@@ -217,3 +217,47 @@ def test_stream_type_comes_from_bands_not_key(raster_batch: Batch) -> None:
         c = model.stream_type_embedding(raster_batch.streams["syn_thermal"], bp)
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("pixel_channels", [0, 8])
+def test_both_stems_ignore_band_order_and_invalid_values(
+    raster_batch: Batch, pixel_channels: int
+) -> None:
+    """The pixel-first stem (default) and the patchify-first stem (version 1) keep the same
+    contract: band order does not matter and NaN under a mask never leaks."""
+    model = _model(raster_batch, pixel_channels=pixel_channels)
+    order = [3, 1, 0, 2]
+    stream = raster_batch.streams[OPT]
+    flipped = replace(
+        _edit(
+            raster_batch,
+            OPT,
+            data=raster_batch.data[OPT][:, order],
+            band_present=raster_batch.band_present[OPT][:, order],
+        ),
+        streams={
+            **raster_batch.streams,
+            OPT: replace(stream, bands=tuple(stream.bands[i] for i in order)),
+        },
+    )
+    mask = raster_batch.masks[OPT]
+    junk = raster_batch.data[OPT].clone()
+    junk[:, 1][~mask] = float("nan")
+    with torch.no_grad():
+        a = model(raster_batch)
+        torch.testing.assert_close(model(flipped), a, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model(_edit(raster_batch, OPT, data=junk)), a, atol=1e-6, rtol=0)
+
+
+def test_version_1_config_rebuilds_the_patchify_first_stem(raster_batch: Batch) -> None:
+    cfg = _model(raster_batch, pixel_channels=0).config()
+    assert cfg["pixel_channels"] == 0
+    old = {k: v for k, v in cfg.items() if k != "pixel_channels"} | {"version": 1}
+    rebuilt = FusionEncoder.from_config(old)
+    assert rebuilt.stem_for(OPT).pixel_channels == 0
+    assert (
+        FusionEncoder.from_config({**old, "version": 2, "pixel_channels": 16})
+        .stem_for(OPT)
+        .pixel_channels
+        == 16
+    )
