@@ -19,6 +19,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fusion demo
 	$(BIN)/fusion pretrain
+	$(BIN)/fusion probe --checkpoint runs/pretrain/checkpoints/final.ckpt --baseline random
+	# deploy: distil an int8 student (and a no-dropout baseline), export C with the power table,
+	# report accuracy for every sensor subset (about 2 minutes on 2 cores)
+	$(BIN)/fusion distill --teacher runs/pretrain/checkpoints/final.ckpt --steps 150 --out runs/student
+	$(BIN)/fusion export --student runs/student --format c --power configs/power_synthetic.yaml --out runs/student_c
+	$(BIN)/fusion degrade --student runs/student --power configs/power_synthetic.yaml --plot runs/student_degradation.png
 
 lint: $(STAMP)
 	$(BIN)/ruff check fusion cli tests benchmarks

@@ -27,6 +27,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     for module, name in (
         ("fusion.models.errors", "ModelInputError"),
         ("fusion.probe.errors", "ProbeError"),
+        ("fusion.deploy.errors", "DeployError"),
     ):
         mod = sys.modules.get(module)
         if mod is not None:

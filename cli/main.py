@@ -6,6 +6,7 @@ import typer
 
 from cli import data
 from cli.demo import demo
+from cli.deploy import budget_cmd, degrade_cmd, distill_cmd, export_cmd
 from cli.pretrain import pretrain_cmd
 from cli.probe import probe_cmd
 
@@ -18,6 +19,10 @@ app.add_typer(data.app, name="data")
 app.command()(demo)
 app.command("pretrain")(pretrain_cmd)
 app.command("probe")(probe_cmd)
+app.command("distill")(distill_cmd)
+app.command("export")(export_cmd)
+app.command("degrade")(degrade_cmd)
+app.command("budget")(budget_cmd)
 
 
 @app.command()

@@ -410,9 +410,20 @@ def _source(q: QuantizedStudent, name: str, plan: ArenaPlan) -> str:
     return "".join(out)
 
 
-def export_c(q: QuantizedStudent, out_dir: str | Path, name: str = "fusion_student") -> CExport:
+def export_c(
+    q: QuantizedStudent,
+    out_dir: str | Path,
+    name: str = "fusion_student",
+    *,
+    extra_header: str = "",
+    extra_source: str = "",
+) -> CExport:
     """Write ``<name>.c``, ``<name>.h`` and ``<name>_weights.h`` into ``out_dir`` (atomically,
     file by file) and return their paths, the static memory plan and the table bytes.
+
+    ``extra_header`` is inserted into ``<name>.h`` before its closing ``#endif`` (declarations,
+    e.g. the power-policy table of :mod:`fusion.deploy.power`) and ``extra_source`` appended to
+    ``<name>.c`` (their definitions); both empty by default.
 
     Raises:
         DeployError: ``name`` is not a C identifier.
@@ -421,10 +432,14 @@ def export_c(q: QuantizedStudent, out_dir: str | Path, name: str = "fusion_stude
     plan = q.arena_plan()
     weight_bytes = q.weight_bytes()["total"]
     out = Path(out_dir)
+    header = _api_header(q, name, plan, weight_bytes)
+    if extra_header:
+        closing = f"#endif /* {name.upper()}_H */\n"
+        header = header[: -len(closing)] + extra_header + closing
     texts = {
         f"{name}_weights.h": _weights_header(q, name),
-        f"{name}.h": _api_header(q, name, plan, weight_bytes),
-        f"{name}.c": _source(q, name, plan),
+        f"{name}.h": header,
+        f"{name}.c": _source(q, name, plan) + extra_source,
     }
     paths = {}
     for fname, text in texts.items():
