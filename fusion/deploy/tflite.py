@@ -1,0 +1,962 @@
+"""Full-int8 ``.tflite`` export of a :class:`~fusion.deploy.student.Student`, validated with the
+TFLite-Micro Python interpreter.
+
+Needs the optional ``tflite`` extra (``pip install 'fusion[tflite]'``: litert-torch and the
+tflite-micro nightly; no TensorFlow). Nothing here imports them at module import time.
+
+Pipeline, per exported graph::
+
+    folded Student ─► _SubsetModule (one int8 input tensor per present stream, batch 1)
+      ─► torch.export ─► PT2E quantiser (per-channel symmetric weights, static activations)
+      ─► calibrate on real samples ─► convert_pt2e ─► litert_torch.convert(quant_config=…)
+      ─► checks (int8 I/O, op coverage, smallest arena by bisection, agreement with the float
+         student) ─► atomic write (temporary file beside the target, then rename)
+
+**One graph per present set.** A ``.tflite`` graph is static: it has one input per stream it
+uses, and the fusion mean divides by a constant. :func:`export_tflite` therefore exports the
+student for a *fixed* set of present streams (all of them by default), and
+:func:`export_tflite_subsets` exports several files (by default all streams plus every set with
+one stream switched off). The portable C export (:mod:`fusion.deploy.c_export`) is the artefact
+that handles an arbitrary present bitmask at run time; the ``.tflite`` files cover the chosen
+subsets only.
+
+**Arena.** TFLite-Micro's tensor arena holds the activations *and* the interpreter's own
+structures (tensor and node structs, persistent buffers); the latter are pointer-sized, so a
+32-bit MCU needs less than this 64-bit host (about 20 % less on the MLPerf Tiny models). The
+interpreter can crash the process (SIGSEGV) when the arena is too small, so every probe runs in
+a child process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fusion.data.collate import Batch
+from fusion.deploy.errors import DeployError, QuantisationError, StudentInputError
+from fusion.deploy.student import Stem, Student, stem_shapes
+from fusion.files import atomic_write
+
+__all__ = [
+    "ARENA_MAX_BYTES",
+    "ARENA_MIN_BYTES",
+    "DEFAULT_ALLOWED_OPS",
+    "Agreement",
+    "TensorInfo",
+    "TfliteArenaError",
+    "TfliteConversionError",
+    "TfliteError",
+    "TfliteOpError",
+    "TfliteReport",
+    "TfliteUnavailableError",
+    "check_ops",
+    "default_subsets",
+    "export_tflite",
+    "export_tflite_subsets",
+    "find_arena",
+    "float_ops",
+    "probe_arena",
+    "read_tflite",
+    "run_tflite",
+    "strip_tensor_names",
+    "tflite_available",
+]
+
+#: TFLite-Micro builtin operators with int8 reference kernels that a student graph may use (each
+#: has a ``MicroMutableOpResolver::Add…`` method in tflite-micro's
+#: ``tensorflow/lite/micro/micro_mutable_op_resolver.h``). The student itself lowers to
+#: RESHAPE, TRANSPOSE, PAD, DEPTHWISE_CONV_2D, CONV_2D, MEAN, FULLY_CONNECTED and, to fuse the
+#: streams, ADD and MUL (two) or CONCATENATION (three or more).
+DEFAULT_ALLOWED_OPS: frozenset[str] = frozenset(
+    {
+        "ADD",
+        "AVERAGE_POOL_2D",
+        "CONCATENATION",
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "DEQUANTIZE",
+        "EXPAND_DIMS",
+        "FULLY_CONNECTED",
+        "MAX_POOL_2D",
+        "MEAN",
+        "MUL",
+        "PACK",
+        "PAD",
+        "PADV2",
+        "QUANTIZE",
+        "RELU",
+        "RELU6",
+        "RESHAPE",
+        "SOFTMAX",
+        "SQUEEZE",
+        "STRIDED_SLICE",
+        "SUB",
+        "SUM",
+        "TRANSPOSE",
+    }
+)
+
+#: Default bisection bounds of the tensor arena (bytes).
+ARENA_MIN_BYTES = 1024
+ARENA_MAX_BYTES = 1 << 20
+
+_INSTALL_HINT = "install the optional extra: pip install 'fusion[tflite]'"
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class TfliteError(DeployError):
+    """Base class of the ``.tflite`` export errors."""
+
+
+class TfliteUnavailableError(TfliteError):
+    """litert-torch or tflite-micro (the ``tflite`` extra) is not installed."""
+
+
+class TfliteConversionError(TfliteError):
+    """torch.export, PT2E quantisation or the LiteRT conversion failed, or the converted model is
+    not what was asked for (not full int8, inputs out of order)."""
+
+
+class TfliteOpError(TfliteError):
+    """The converted graph uses an operator outside the allowed TFLite-Micro builtins."""
+
+
+class TfliteArenaError(TfliteError):
+    """The model does not run in TFLite-Micro with any arena up to the upper bound."""
+
+
+# --- optional dependencies ---------------------------------------------------------------------
+
+
+def tflite_available() -> bool:
+    """Whether litert-torch and tflite-micro can be imported."""
+    import importlib.util
+
+    return all(
+        importlib.util.find_spec(name) is not None for name in ("litert_torch", "tflite_micro")
+    )
+
+
+def _micro_runtime() -> Any:
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise TfliteUnavailableError(
+            f"tflite-micro is not importable ({exc}); {_INSTALL_HINT}"
+        ) from exc
+    return runtime
+
+
+def _schema() -> Any:
+    try:
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise TfliteUnavailableError(
+            f"tflite-micro is not importable ({exc}); {_INSTALL_HINT}"
+        ) from exc
+    return schema_py_generated
+
+
+@contextlib.contextmanager
+def _quiet_litert(verbose: bool) -> Iterator[None]:
+    """litert-torch prints a progress tree unless LITERT_TORCH_SHOW_PROGRESS is off."""
+    name = "LITERT_TORCH_SHOW_PROGRESS"
+    before = os.environ.get(name)
+    if not verbose:
+        os.environ[name] = "n"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An input or output tensor of the ``.tflite`` graph: ``real = scale · (q − zero_point)``.
+
+    ``stream`` is the student stream an input carries (``None`` for the output).
+    """
+
+    name: str
+    stream: str | None
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+    def quantize(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Float → int8 with this tensor's parameters (round half away from zero, saturate)."""
+        v = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
+        r = v.astype(np.float64) / self.scale
+        q = np.sign(r) * np.floor(np.abs(r) + 0.5) + self.zero_point
+        out: np.ndarray = np.clip(q, -128, 127).astype(np.int8)
+        return out
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        out: np.ndarray = (q.astype(np.float64) - self.zero_point) * self.scale
+        return out
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """The ``.tflite`` model under TFLite-Micro against the float (BatchNorm-folded) student.
+
+    Attributes:
+        samples: how many samples were compared.
+        on: ``"calibration"`` or ``"held_out"``.
+        max_abs_steps: largest ``|dequantised int8 output − float output|`` in output
+            quantisation steps (the output scale).
+        mean_abs_steps: the mean of the same.
+        cosine_mean, cosine_min: per-sample cosine similarity of the output vectors.
+        argmax_agreement: fraction of samples whose argmax agrees (only with a task head).
+    """
+
+    samples: int
+    on: str
+    max_abs_steps: float
+    mean_abs_steps: float
+    cosine_mean: float
+    cosine_min: float
+    argmax_agreement: float | None
+
+
+@dataclass(frozen=True)
+class TfliteReport:
+    """What :func:`export_tflite` wrote and measured.
+
+    Attributes:
+        path: the ``.tflite`` file.
+        bytes: its size.
+        present: the streams the graph takes, in input order.
+        ops: operators in execution order (builtin names; ``CUSTOM:<name>`` for custom ops).
+        arena_bytes: smallest tensor arena with which TFLite-Micro allocates and invokes the
+            model (bisection; this 64-bit host).
+        arena_head_bytes, arena_tail_bytes: TFLite-Micro's own breakdown at that size: the head
+            holds the planned activations (inputs and output included), the tail the
+            interpreter's persistent structures.
+        inputs, output: tensor types and quantisation parameters.
+        int8_io: whether every input and the output are int8.
+        float_ops: operators that read or write a float tensor (empty for full int8).
+        names_stripped: whether internal tensor names were removed (only when the stripped
+            model gave bit-identical outputs on every calibration sample).
+        agreement: comparison with the float student.
+    """
+
+    path: Path
+    bytes: int
+    present: tuple[str, ...]
+    ops: tuple[str, ...]
+    arena_bytes: int
+    arena_head_bytes: int | None
+    arena_tail_bytes: int | None
+    inputs: tuple[TensorInfo, ...]
+    output: TensorInfo
+    int8_io: bool
+    float_ops: tuple[str, ...]
+    names_stripped: bool
+    agreement: Agreement
+
+    @property
+    def op_set(self) -> tuple[str, ...]:
+        """Distinct operators (what a firmware's ``MicroMutableOpResolver`` must register)."""
+        return tuple(sorted(set(self.ops)))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["path"] = str(self.path)
+        out["op_set"] = list(self.op_set)
+        return out
+
+
+# --- the exported module -----------------------------------------------------------------------
+
+
+class _SubsetModule(nn.Module):
+    """The student for a fixed set of present streams: ``forward(x_0, …, x_{k−1}) → (1, out)``.
+
+    Each stem pools with a mean over its spatial axes (the student's ``flatten(2).mean(2)``
+    written without the reshape), the fused vector is the mean of the ``k`` pooled vectors
+    (ADD and MUL for two streams, CONCATENATION and MEAN for more), then the head if any.
+    """
+
+    def __init__(self, student: Student, keys: Sequence[str]) -> None:
+        super().__init__()
+        index = [student.keys.index(k) for k in keys]
+        self.stems = nn.ModuleList([student.stems[i] for i in index])
+        self.head = student.head
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        pooled = []
+        for stem, x in zip(self.stems, xs, strict=True):
+            assert isinstance(stem, Stem)
+            y: torch.Tensor = stem.blocks(x)
+            pooled.append(y.mean(dim=tuple(range(2, y.dim()))))
+        if len(pooled) == 1:
+            total = pooled[0]
+        elif len(pooled) == 2:
+            # one int8 ADD and MUL: more precise than CONCATENATION, which forces both pooled
+            # vectors onto one shared quantisation
+            total = (pooled[0] + pooled[1]) * 0.5
+        else:
+            # a chain of ADDs (a + b + c) leaves the inner sums unquantised (float ADD and
+            # DEQUANTIZE ops in the graph); stacking then averaging stays int8
+            total = torch.stack(pooled, dim=1).mean(dim=1)
+        return self.head(total) if self.head is not None else total
+
+
+# --- calibration samples -----------------------------------------------------------------------
+
+#: A calibration or check item: a Batch, or ``(inputs, present)`` tensors keyed by stream.
+_Item = Batch | tuple[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]]
+
+
+def _samples(
+    student: Student, data: Iterable[_Item], keys: Sequence[str], what: str
+) -> list[tuple[torch.Tensor, ...]]:
+    """One tuple of ``(1, C, …)`` float32 tensors per row where every stream of ``keys`` is
+    present."""
+    out: list[tuple[torch.Tensor, ...]] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    for item in data:
+        inputs, present = (item.data, item.present) if isinstance(item, Batch) else item
+        missing = [k for k in keys if k not in inputs]
+        if missing:
+            continue
+        n = int(inputs[keys[0]].shape[0])
+        mask = torch.ones(n, dtype=torch.bool)
+        for key in keys:
+            x = inputs[key]
+            cfg = student.cfg.stems[student.keys.index(key)]
+            shape = tuple(int(v) for v in x.shape[1:])
+            stem_shapes(cfg, shape)  # named error on a wrong shape
+            if not torch.is_floating_point(x):
+                raise StudentInputError(f"stream {key!r} has dtype {x.dtype}, expected float")
+            if int(x.shape[0]) != n:
+                raise StudentInputError(f"{what}: streams disagree on the batch size")
+            if shapes.setdefault(key, shape) != shape:
+                raise StudentInputError(
+                    f"{what}: stream {key!r} has shape {shape}, earlier {shapes[key]}; a .tflite "
+                    "graph has one fixed input shape"
+                )
+            p = present.get(key)
+            if p is not None:
+                mask &= p.detach().cpu().bool()
+        for row in torch.nonzero(mask).flatten().tolist():
+            out.append(
+                tuple(
+                    inputs[k][row : row + 1].detach().cpu().to(torch.float32).contiguous()
+                    for k in keys
+                )
+            )
+    return out
+
+
+# --- conversion --------------------------------------------------------------------------------
+
+
+def _convert(
+    module: nn.Module, samples: Sequence[tuple[torch.Tensor, ...]], verbose: bool
+) -> bytes:
+    try:
+        import litert_torch
+        from litert_torch.quantize.pt2e_quantizer import (
+            PT2EQuantizer,
+            get_symmetric_quantization_config,
+        )
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    except ImportError as exc:
+        raise TfliteUnavailableError(
+            f"litert-torch is not importable ({exc}); {_INSTALL_HINT}"
+        ) from exc
+
+    args = samples[0]
+    try:
+        with torch.no_grad():
+            graph = torch.export.export(module, args).module()
+            quantizer = PT2EQuantizer().set_global(
+                get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
+            )
+            prepared = prepare_pt2e(graph, quantizer)
+            for sample in samples:
+                prepared(*sample)
+            converted = convert_pt2e(prepared, fold_quantize=False)
+            # The graph has no train/eval-dependent op (BatchNorm is folded, no dropout); an
+            # exported module refuses .eval(), so say it directly or litert-torch warns.
+            move_exported_model_to_eval(converted)
+            converted.training = False
+            with _quiet_litert(verbose):
+                model = litert_torch.convert(
+                    converted, args, quant_config=QuantConfig(pt2e_quantizer=quantizer)
+                )
+            data = model.model_content()
+    except TfliteError:
+        raise
+    except Exception as exc:
+        raise TfliteConversionError(
+            f"conversion to .tflite failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return bytes(data)
+
+
+# --- reading and running a .tflite -------------------------------------------------------------
+
+_NUMPY_TYPES = {9: "int8", 0: "float32", 2: "int32", 3: "uint8", 7: "int16", 4: "int64"}
+
+
+def read_tflite(data: bytes) -> tuple[tuple[str, ...], tuple[TensorInfo, ...], TensorInfo]:
+    """Operators (execution order) and the input and output tensors of a one-subgraph
+    ``.tflite`` flatbuffer (read with tflite-micro's generated schema)."""
+    runtime, fb = _micro_runtime(), _schema()
+    model = runtime.convert_bytearray_to_object(bytearray(data))
+    if len(model.subgraphs) != 1:
+        raise TfliteConversionError(f"expected one subgraph, found {len(model.subgraphs)}")
+    graph = model.subgraphs[0]
+    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    ops = []
+    for op in graph.operators or []:
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = runtime.get_builtin_code_from_operator_code(code)
+        if builtin == fb.BuiltinOperator.CUSTOM:
+            custom = code.customCode
+            ops.append(f"CUSTOM:{custom.decode() if isinstance(custom, bytes) else custom}")
+        else:
+            ops.append(names.get(builtin, f"BUILTIN_{builtin}"))
+
+    def info(index: int) -> TensorInfo:
+        t = graph.tensors[index]
+        q = t.quantization
+        scales = [] if q is None or q.scale is None else list(q.scale)
+        zps = [] if q is None or q.zeroPoint is None else list(q.zeroPoint)
+        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+        return TensorInfo(
+            name=name,
+            stream=None,
+            shape=tuple(int(v) for v in t.shape),
+            dtype=_NUMPY_TYPES.get(int(t.type), f"type{t.type}"),
+            scale=float(scales[0]) if len(scales) == 1 else math.nan,
+            zero_point=int(zps[0]) if len(zps) == 1 else 0,
+        )
+
+    if len(graph.outputs) != 1:
+        raise TfliteConversionError(f"expected one output tensor, found {len(graph.outputs)}")
+    return tuple(ops), tuple(info(int(i)) for i in graph.inputs), info(int(graph.outputs[0]))
+
+
+def float_ops(data: bytes) -> tuple[str, ...]:
+    """``"<index>:<OP>"`` for every operator that reads or writes a float tensor (a graph that
+    is full int8 inside has none; a leftover DEQUANTIZE → float op → QUANTIZE shows here)."""
+    ops, _, _ = read_tflite(data)
+    model = _micro_runtime().convert_bytearray_to_object(bytearray(data))
+    graph = model.subgraphs[0]
+    floats = {0, 1, 10, 16}  # FLOAT32, FLOAT16, FLOAT64, BFLOAT16
+    out = []
+    for k, (name, op) in enumerate(zip(ops, graph.operators or [], strict=True)):
+        tensors = [int(i) for i in (*op.inputs, *op.outputs) if int(i) >= 0]
+        if any(int(graph.tensors[i].type) in floats for i in tensors):
+            out.append(f"{k}:{name}")
+    return tuple(out)
+
+
+def check_ops(ops: Iterable[str], allowed: Iterable[str] = DEFAULT_ALLOWED_OPS) -> None:
+    """Raise :class:`TfliteOpError` naming every operator outside ``allowed``."""
+    allowed = frozenset(allowed)
+    bad = sorted(set(ops) - allowed)
+    if bad:
+        raise TfliteOpError(
+            f"the graph uses operators outside the allowed TFLite-Micro builtins: {bad} "
+            f"(allowed: {sorted(allowed)})"
+        )
+
+
+def _interpreter(data: bytes, arena_bytes: int) -> Any:
+    return _micro_runtime().Interpreter.from_bytes(bytes(data), arena_size=int(arena_bytes))
+
+
+def _invoke(interpreter: Any, inputs: Sequence[np.ndarray]) -> np.ndarray:
+    for i, x in enumerate(inputs):
+        interpreter.set_input(np.ascontiguousarray(x), i)
+    interpreter.invoke()
+    out: np.ndarray = np.array(interpreter.get_output(0), copy=True)
+    return out
+
+
+def run_tflite(data: bytes, inputs: Sequence[np.ndarray], arena_bytes: int) -> np.ndarray:
+    """Invoke the model once in the TFLite-Micro Python interpreter (in this process: use an
+    arena that :func:`probe_arena` accepted) and return the raw output tensor."""
+    return _invoke(_interpreter(data, arena_bytes), inputs)
+
+
+def strip_tensor_names(data: bytes) -> bytes:
+    """The model with every tensor name emptied except those of the inputs and outputs.
+
+    litert-torch names each tensor after its module path; on a small student those strings are
+    about a third of the file. The flatbuffer is rebuilt with tflite-micro's generated object
+    API (fields unknown to that schema would be dropped, so callers check the result).
+    """
+    import flatbuffers
+
+    runtime = _micro_runtime()
+    model = runtime.convert_bytearray_to_object(bytearray(data))
+    for graph in model.subgraphs:
+        keep = {int(i) for i in (*graph.inputs, *graph.outputs)}
+        for i, tensor in enumerate(graph.tensors):
+            if i not in keep:
+                tensor.name = b""
+    builder = flatbuffers.Builder(len(data))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+# The probe runs in a child process: TFLite-Micro may SIGSEGV on a too-small arena. It bisects
+# between LO (fails or untested) and HI (runs or untested), printing "try N" before and
+# "res N 0|1" after each probe; with "alloc N" it prints the allocator's breakdown to stderr.
+_PROBE = r"""
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime
+
+path, mode = sys.argv[1], sys.argv[2]
+with open(path, "rb") as fh:
+    data = fh.read()
+model = runtime.convert_bytearray_to_object(bytearray(data))
+graph = model.subgraphs[0]
+inputs = [np.zeros([int(v) for v in graph.tensors[i].shape], np.int8) for i in graph.inputs]
+
+def build(n):
+    it = runtime.Interpreter.from_bytes(data, arena_size=n)
+    for i, x in enumerate(inputs):
+        it.set_input(x, i)
+    it.invoke()
+    return it
+
+def ok(n):
+    print("try", n, flush=True)
+    try:
+        build(n)
+        good = True
+    except RuntimeError:
+        good = False
+    print("res", n, int(good), flush=True)
+    return good
+
+if mode == "alloc":
+    build(int(sys.argv[3])).print_allocations()
+else:
+    lo, hi = int(sys.argv[3]), int(sys.argv[4])
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+"""
+
+
+def _probe(path: Path, *args: object, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", _PROBE, str(path), *(str(a) for a in args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise TfliteArenaError(f"an arena probe took longer than {timeout:.0f} s") from exc
+
+
+def _results(stdout: str) -> tuple[dict[int, bool], int | None]:
+    """Probe results, and the size being tried when the child died (if it did)."""
+    res: dict[int, bool] = {}
+    pending: int | None = None
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "try":
+            pending = int(parts[1])
+        elif len(parts) == 3 and parts[0] == "res":
+            res[int(parts[1])] = parts[2] == "1"
+            pending = None
+    return res, pending
+
+
+def probe_arena(path: str | Path, arena_bytes: int) -> bool:
+    """Whether TFLite-Micro allocates and invokes the model with this arena (child process; a
+    crash counts as no)."""
+    proc = _probe(Path(path), "bisect", int(arena_bytes) - 1, int(arena_bytes) + 1)
+    res, _ = _results(proc.stdout)
+    return res.get(int(arena_bytes), False)
+
+
+def find_arena(
+    path: str | Path, lo: int = ARENA_MIN_BYTES, hi: int = ARENA_MAX_BYTES
+) -> tuple[int, int | None, int | None]:
+    """Smallest arena (bytes, within ``[lo, hi]``) with which the model allocates and invokes,
+    by bisection in child processes, and TFLite-Micro's head/tail breakdown at that size.
+
+    A probe that crashes counts as failing and the bisection goes on in a new child. If ``lo``
+    itself runs, ``lo`` is returned (the true minimum is then at most ``lo``).
+
+    Raises:
+        TfliteArenaError: the model does not run even with ``hi`` bytes, or a probe cannot run.
+    """
+    path = Path(path)
+    if not probe_arena(path, hi):
+        proc = _probe(path, "alloc", hi)
+        raise TfliteArenaError(
+            f"the model does not run in TFLite-Micro with a {hi}-byte arena: "
+            f"{proc.stderr.strip()[-800:]}"
+        )
+    low, high = lo - 1, hi  # invariant: `low` fails (or is below the range), `high` runs
+    while high - low > 1:
+        proc = _probe(path, "bisect", low, high)
+        res, crashed = _results(proc.stdout)
+        if crashed is not None:
+            res[crashed] = False
+        if not res:
+            raise TfliteArenaError(f"the arena probe did not run: {proc.stderr.strip()[-800:]}")
+        for n, good in res.items():
+            if good and n < high:
+                high = n
+            elif not good and n > low:
+                low = n
+    proc = _probe(path, "alloc", high)
+    found = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"Arena allocation (head|tail) (\d+) bytes", proc.stderr)
+    }
+    return high, found.get("head"), found.get("tail")
+
+
+# --- agreement ---------------------------------------------------------------------------------
+
+
+def _agreement(
+    data: bytes,
+    arena: int,
+    reference: Student,
+    keys: Sequence[str],
+    samples: Sequence[tuple[torch.Tensor, ...]],
+    inputs: Sequence[TensorInfo],
+    output: TensorInfo,
+    head: bool,
+    on: str,
+) -> Agreement:
+    interpreter = _interpreter(data, arena)
+    errs, cosines, same = [], [], []
+    with torch.no_grad():
+        for sample in samples:
+            ref = reference.forward_tensors(dict(zip(keys, sample, strict=True)), {})
+            want = ref.double().numpy().reshape(-1)
+            xs = [info.quantize(x) for info, x in zip(inputs, sample, strict=True)]
+            got = output.dequantize(_invoke(interpreter, xs)).reshape(-1)
+            errs.append(np.abs(got - want) / output.scale)
+            denom = float(np.linalg.norm(got) * np.linalg.norm(want))
+            cosines.append(
+                float(got @ want) / denom if denom > 0 else float(np.allclose(got, want))
+            )
+            same.append(int(np.argmax(got)) == int(np.argmax(want)))
+    err = np.concatenate(errs)
+    return Agreement(
+        samples=len(samples),
+        on=on,
+        max_abs_steps=float(err.max()),
+        mean_abs_steps=float(err.mean()),
+        cosine_mean=float(np.mean(cosines)),
+        cosine_min=float(np.min(cosines)),
+        argmax_agreement=float(np.mean(same)) if head else None,
+    )
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+def _present_keys(student: Student, present: Iterable[str] | None) -> tuple[str, ...]:
+    if present is None:
+        return student.keys
+    chosen = set(present)
+    unknown = chosen - set(student.keys)
+    if unknown:
+        raise StudentInputError(
+            f"streams {sorted(unknown)} are not ones the student was built for {list(student.keys)}"
+        )
+    if not chosen:
+        raise StudentInputError("a .tflite graph needs at least one present stream")
+    return tuple(k for k in student.keys if k in chosen)  # student order
+
+
+@dataclass
+class _Built:
+    data: bytes
+    keys: tuple[str, ...]
+    ops: tuple[str, ...]
+    inputs: tuple[TensorInfo, ...]
+    output: TensorInfo
+    arena: int
+    head: int | None
+    tail: int | None
+    stripped: bool
+    agreement: Agreement
+
+
+def _build(
+    folded: Student,
+    keys: tuple[str, ...],
+    calibration: Sequence[_Item],
+    held_out: Sequence[_Item] | None,
+    allowed_ops: Iterable[str],
+    arena_bounds: tuple[int, int],
+    require_full_int8: bool,
+    strip_names: bool,
+    verbose: bool,
+) -> _Built:
+    cal = _samples(folded, calibration, keys, "calibration")
+    if not cal:
+        raise QuantisationError(f"no calibration sample has every stream of {list(keys)} present")
+    if held_out is not None:
+        check = _samples(folded, held_out, keys, "held-out data")
+        on = "held_out"
+        if not check:
+            raise StudentInputError(f"no held-out sample has every stream of {list(keys)} present")
+    else:
+        check, on = cal, "calibration"
+    module = _SubsetModule(folded, keys).eval()
+    data = _convert(module, cal, verbose)
+    ops, inputs, output = read_tflite(data)
+    if len(inputs) != len(keys):
+        raise TfliteConversionError(
+            f"the converted graph has {len(inputs)} inputs for {len(keys)} streams"
+        )
+    for i, (info, x) in enumerate(zip(inputs, cal[0], strict=True)):
+        if info.shape != tuple(x.shape):
+            raise TfliteConversionError(
+                f"input {i} ({info.name}) has shape {info.shape}, stream {keys[i]!r} is "
+                f"{tuple(x.shape)}"
+            )
+        if not info.name.endswith(f"args_{i}"):
+            raise TfliteConversionError(
+                f"input {i} is {info.name!r}; expected the {i}-th positional argument"
+            )
+    inputs = tuple(
+        TensorInfo(t.name, k, t.shape, t.dtype, t.scale, t.zero_point)
+        for t, k in zip(inputs, keys, strict=True)
+    )
+    int8_io = all(t.dtype == "int8" for t in (*inputs, output))
+    floating = float_ops(data)
+    if require_full_int8 and (not int8_io or floating):
+        raise TfliteConversionError(
+            "the converted model is not full int8: "
+            f"inputs {[t.dtype for t in inputs]}, output {output.dtype}, "
+            f"operators on float tensors {list(floating)}"
+        )
+    check_ops(ops, allowed_ops)
+    stripped = strip_names and _same_outputs(
+        data, strip_tensor_names(data), cal, inputs, arena_bounds[1]
+    )
+    if stripped:
+        data = strip_tensor_names(data)
+    with tempfile.TemporaryDirectory(prefix="fusion-tflite-") as tmp:
+        probe_path = Path(tmp) / "model.tflite"
+        probe_path.write_bytes(data)
+        arena, head, tail = find_arena(probe_path, *arena_bounds)
+    agreement = _agreement(
+        data, arena, folded, keys, check, inputs, output, folded.head is not None, on
+    )
+    return _Built(data, keys, ops, inputs, output, arena, head, tail, stripped, agreement)
+
+
+def _same_outputs(
+    a: bytes,
+    b: bytes,
+    samples: Sequence[tuple[torch.Tensor, ...]],
+    inputs: Sequence[TensorInfo],
+    arena: int,
+) -> bool:
+    """Whether two models give bit-identical int8 outputs on these samples (a child process
+    first checks that ``a`` runs in ``arena`` bytes: TFLite-Micro may crash otherwise)."""
+    with tempfile.TemporaryDirectory(prefix="fusion-tflite-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(a)
+        if not probe_arena(path, arena):
+            raise TfliteArenaError(f"the model does not run in TFLite-Micro with {arena} bytes")
+    run_a, run_b = _interpreter(a, arena), _interpreter(b, arena)
+    for sample in samples:
+        xs = [info.quantize(x) for info, x in zip(inputs, sample, strict=True)]
+        if not np.array_equal(_invoke(run_a, xs), _invoke(run_b, xs)):
+            return False
+    return True
+
+
+def _write(path: Path, data: bytes) -> Path:
+    """Temporary file beside ``path``, then rename: never a half-written model."""
+
+    def write(fh: Any) -> None:
+        fh.write(data)
+
+    return atomic_write(path, write, mode="wb")
+
+
+def _report(built: _Built, path: Path) -> TfliteReport:
+    return TfliteReport(
+        path=path,
+        bytes=len(built.data),
+        present=built.keys,
+        ops=built.ops,
+        arena_bytes=built.arena,
+        arena_head_bytes=built.head,
+        arena_tail_bytes=built.tail,
+        inputs=built.inputs,
+        output=built.output,
+        int8_io=all(t.dtype == "int8" for t in (*built.inputs, built.output)),
+        float_ops=float_ops(built.data),
+        names_stripped=built.stripped,
+        agreement=built.agreement,
+    )
+
+
+def export_tflite(
+    student: Student,
+    calibration: Iterable[_Item],
+    out_path: str | Path,
+    *,
+    present: Iterable[str] | None = None,
+    held_out: Iterable[_Item] | None = None,
+    allowed_ops: Iterable[str] = DEFAULT_ALLOWED_OPS,
+    arena_bounds: tuple[int, int] = (ARENA_MIN_BYTES, ARENA_MAX_BYTES),
+    require_full_int8: bool = True,
+    strip_names: bool = True,
+    verbose: bool = False,
+) -> TfliteReport:
+    """Export the student for one fixed set of present streams as a full-int8 ``.tflite`` and
+    validate it with TFLite-Micro.
+
+    The graph takes one int8 tensor per present stream, shape ``(1, C, T)`` or ``(1, C, H, W)``
+    (the normalised stream quantised with that input's scale and zero point, see
+    :attr:`TfliteReport.inputs`), in student stream order, and returns int8 ``(1, out_dim)``.
+
+    Args:
+        student: the float student (BatchNorm is folded with its running statistics).
+        calibration: :class:`~fusion.data.collate.Batch` objects or ``(inputs, present)`` pairs
+            of normalised tensors; the rows where every stream of ``present`` is present are
+            calibration samples (and, without ``held_out``, the agreement check).
+        out_path: the ``.tflite`` file; written only once every check has passed.
+        present: the streams the graph takes (default: all of them).
+        held_out: data for the agreement check instead of the calibration samples.
+        allowed_ops: TFLite-Micro builtins the graph may use.
+        arena_bounds: bisection range of the tensor arena in bytes.
+        require_full_int8: fail unless every input, the output and every tensor between
+            operators is int8/int32 (no float operator left by the quantiser).
+        strip_names: empty the internal tensor names (about a third of a small model's file),
+            kept only if the stripped model's outputs are bit-identical on the calibration
+            samples.
+        verbose: show litert-torch's progress output.
+
+    Raises:
+        TfliteUnavailableError: the ``tflite`` extra is not installed.
+        StudentInputError: unknown stream, wrong shape or dtype, shapes that vary.
+        QuantisationError: no calibration sample has the chosen streams present.
+        TfliteConversionError, TfliteOpError, TfliteArenaError: see their docstrings.
+    """
+    folded = student.folded()
+    keys = _present_keys(folded, present)
+    built = _build(
+        folded,
+        keys,
+        list(calibration),
+        None if held_out is None else list(held_out),
+        allowed_ops,
+        arena_bounds,
+        require_full_int8,
+        strip_names,
+        verbose,
+    )
+    path = _write(Path(out_path), built.data)
+    return _report(built, path)
+
+
+def default_subsets(keys: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every stream, then every set with one stream switched off (none if only one stream)."""
+    keys = tuple(keys)
+    out = [keys]
+    if len(keys) > 1:
+        out += [tuple(k for k in keys if k != off) for off in keys]
+    return out
+
+
+def _file_name(prefix: str, keys: Sequence[str], all_keys: Sequence[str]) -> str:
+    if tuple(keys) == tuple(all_keys):
+        tag = "all"
+    else:
+        tag = "+".join(re.sub(r"[^A-Za-z0-9_.-]", "_", k) for k in keys)
+    return f"{prefix}_{tag}.tflite"
+
+
+def export_tflite_subsets(
+    student: Student,
+    calibration: Iterable[_Item],
+    out_dir: str | Path,
+    *,
+    subsets: Iterable[Iterable[str]] | None = None,
+    prefix: str = "student",
+    held_out: Iterable[_Item] | None = None,
+    allowed_ops: Iterable[str] = DEFAULT_ALLOWED_OPS,
+    arena_bounds: tuple[int, int] = (ARENA_MIN_BYTES, ARENA_MAX_BYTES),
+    require_full_int8: bool = True,
+    strip_names: bool = True,
+    verbose: bool = False,
+) -> dict[tuple[str, ...], TfliteReport]:
+    """Export one ``.tflite`` per present set (default :func:`default_subsets`: all streams and
+    each single stream off) into ``out_dir`` as ``<prefix>_all.tflite``,
+    ``<prefix>_<key>+<key>.tflite``, …
+
+    Every graph is converted and validated before any file is written, so a failure leaves no
+    file behind; each file is then written atomically. Arguments as :func:`export_tflite`.
+    """
+    folded = student.folded()
+    cal = list(calibration)
+    held = None if held_out is None else list(held_out)
+    chosen = [
+        _present_keys(folded, s)
+        for s in (default_subsets(folded.keys) if subsets is None else subsets)
+    ]
+    built = {
+        keys: _build(
+            folded,
+            keys,
+            cal,
+            held,
+            allowed_ops,
+            arena_bounds,
+            require_full_int8,
+            strip_names,
+            verbose,
+        )
+        for keys in dict.fromkeys(chosen)
+    }
+    out: dict[tuple[str, ...], TfliteReport] = {}
+    for keys, b in built.items():
+        path = Path(out_dir) / _file_name(prefix, keys, folded.keys)
+        out[keys] = _report(b, _write(path, b.data))
+    return out
