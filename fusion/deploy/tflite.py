@@ -47,6 +47,7 @@ from torch import nn
 
 from fusion.data.collate import Batch
 from fusion.deploy.errors import DeployError, QuantisationError, StudentInputError
+from fusion.deploy.int8 import QParams
 from fusion.deploy.student import Stem, Student, stem_shapes
 from fusion.files import atomic_write
 
@@ -205,17 +206,16 @@ class TensorInfo:
     scale: float
     zero_point: int
 
+    @property
+    def qparams(self) -> QParams:
+        return QParams(self.scale, self.zero_point)
+
     def quantize(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Float → int8 with this tensor's parameters (round half away from zero, saturate)."""
-        v = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
-        r = v.astype(np.float64) / self.scale
-        q = np.sign(r) * np.floor(np.abs(r) + 0.5) + self.zero_point
-        out: np.ndarray = np.clip(q, -128, 127).astype(np.int8)
-        return out
+        """Float → int8 with this tensor's parameters (the same rounding as the C export)."""
+        return self.qparams.quantize(x)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
-        out: np.ndarray = (q.astype(np.float64) - self.zero_point) * self.scale
-        return out
+        return self.qparams.dequantize(q)
 
 
 @dataclass(frozen=True)
