@@ -514,17 +514,7 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
             rx, [v for _, v in refs[probe]], 0.45, color=shades, hatch="//", edgecolor="white"
         )
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-        ax.axhline(TARGET, color="tab:red", ls="--", lw=1)
-        ax.text(
-            len(subs) - 0.45,
-            TARGET,
-            f"target ≤ {TARGET}",
-            color="tab:red",
-            fontsize=7,
-            va="center",
-            ha="center",
-            bbox={"facecolor": "white", "edgecolor": "none"},
-        )
+        ax.axhline(TARGET, color="tab:red", ls="--", lw=1, label=f"target ≤ {TARGET}")
         ax.set_xticks(
             [*x, *rx],
             [*subs, *(label for label, _ in refs[probe])],
@@ -535,7 +525,7 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
         ax.set_title(f"{PROBE_LABEL[probe]} probe on frozen features")
         ax.set_ylim(0, top * 1.12)
     axes[0].set_ylabel("RMSE, live fuel moisture (%) — lower is better")
-    axes[0].legend(fontsize=8, loc="upper left", ncols=len(reps))
+    axes[0].legend(fontsize=8, loc="upper left", ncols=len(reps) + 1)
     split = "held-out train sites" if report["validate"] else "published test split"
     fig.suptitle(
         f"Presto fuel moisture, {split}: ours (colours) vs published (grey, Presto Table 3); "
