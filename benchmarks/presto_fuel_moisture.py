@@ -497,7 +497,6 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
             (mean_label, report["train_mean"]["rmse"]),
         ],
     }
-    colours = plt.get_cmap("tab10").colors
     fig, axes = plt.subplots(1, 2, figsize=(15, 5.4), sharey=True)
     width = 0.8 / len(reps)
     x = np.arange(len(subs), dtype=float)
@@ -506,7 +505,7 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
         for j, rep in enumerate(reps):
             vals = [by[(rep, s, probe)] or np.nan for s in subs]
             off = (j - (len(reps) - 1) / 2) * width
-            bars = ax.bar(x + off, vals, width, label=rep, color=colours[j])
+            bars = ax.bar(x + off, vals, width, label=rep, color=f"C{j}")
             ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
         rx = len(subs) + 0.1 + 0.55 * np.arange(len(refs[probe]))
         shades = ["0.45" if label != mean_label else "0.75" for label, _ in refs[probe]]
