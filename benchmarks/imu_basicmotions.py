@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.presto_fuel_moisture import (
+    add_pretraining_args,
     command_line,
     finite,
     machine,
@@ -176,20 +177,7 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=None, help="a *_TRAIN.ts file (default: shared)")
-    p.add_argument("--checkpoint", help="a fusion pretrain checkpoint; pretrains one if absent")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="pretraining config")
-    p.add_argument("--max-steps", type=int, default=200, help="pretraining steps (default 200)")
-    p.add_argument("--batch-size", type=int, default=None, help="pretraining batch (config's)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a pretraining config key (repeatable), e.g. width=16",
-    )
-    p.add_argument("--out", default="runs/benchmarks", help="folder of the pretraining run")
-    p.add_argument("--seed", type=int, default=0, help="pretraining, random init and forests")
-    p.add_argument("--trees", type=int, default=300, help="trees of the random forests")
+    add_pretraining_args(p, DEFAULT_CONFIG)
     p.add_argument(
         "--limit",
         type=int,

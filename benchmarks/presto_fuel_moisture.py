@@ -535,11 +535,10 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=None, help="fuel_moisture folder (default: shared)")
+def add_pretraining_args(p: argparse.ArgumentParser, config: Path) -> None:
+    """The options every probe benchmark shares: which checkpoint, or how to pretrain one."""
     p.add_argument("--checkpoint", help="a fusion pretrain checkpoint; pretrains one if absent")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="pretraining config")
+    p.add_argument("--config", default=str(config), help="pretraining config")
     p.add_argument("--max-steps", type=int, default=200, help="pretraining steps (default 200)")
     p.add_argument("--batch-size", type=int, default=None, help="pretraining batch (config's)")
     p.add_argument(
@@ -552,6 +551,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default="runs/benchmarks", help="folder of the pretraining run")
     p.add_argument("--seed", type=int, default=0, help="pretraining, random init and forests")
     p.add_argument("--trees", type=int, default=300, help="trees of the random forests")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=None, help="fuel_moisture folder (default: shared)")
+    add_pretraining_args(p, DEFAULT_CONFIG)
     p.add_argument(
         "--validate",
         action="store_true",
