@@ -77,7 +77,8 @@ def load_pretrained(path: str | Path, *, map_location: str = "cpu") -> Pretraine
     """Load the encoder of a ``fusion pretrain`` checkpoint.
 
     Raises:
-        LayoutError: the file is missing or is not a fusion checkpoint.
+        LayoutError: the file is missing, is not a fusion checkpoint, or its weights do not
+            fit the encoder its config describes.
     """
     path = Path(path)
     if not path.is_file():
@@ -94,10 +95,21 @@ def load_pretrained(path: str | Path, *, map_location: str = "cpu") -> Pretraine
             f"checkpoint holds a {meta['encoder'].get('model')} baseline, not a fusion encoder",
             path=path,
         )
-    encoder = FusionEncoder.from_config(meta["encoder"])
+    try:
+        encoder = FusionEncoder.from_config(meta["encoder"])
+    except (ValueError, TypeError, KeyError) as err:
+        raise LayoutError(f"cannot rebuild the encoder from its config: {err}", path=path) from err
     prefix = "encoder."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    encoder.load_state_dict(state)
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as err:  # torch reports missing/unexpected keys and shape mismatches so
+        first = str(err).splitlines()[:4]
+        raise LayoutError(
+            "the weights do not fit the encoder its config describes (a checkpoint written by "
+            f"another toolkit version?): {' '.join(line.strip() for line in first)}",
+            path=path,
+        ) from err
     encoder.eval()
     specs = {d["name"]: SensorSpec.from_dict(d, source=path) for d in meta["specs"]}
     return Pretrained(encoder, specs, meta, str(path))

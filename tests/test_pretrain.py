@@ -81,6 +81,22 @@ def test_checkpoint_refuses_unknown_sensor(trained: dict, shared_data: Path) -> 
     assert info.value.sensor == "s1_grd"
 
 
+def test_checkpoint_with_foreign_weight_layout_is_a_layout_error(
+    trained: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    from fusion.data.errors import LayoutError
+
+    ckpt = torch.load(trained["checkpoint"], map_location="cpu", weights_only=False)
+    key = next(k for k in ckpt["state_dict"] if k.startswith("encoder."))
+    ckpt["state_dict"][key] = torch.zeros(3, 3, 3)  # another layout than the config describes
+    bad = tmp_path / "foreign.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(LayoutError, match="do not fit the encoder") as info:
+        load_pretrained(bad)
+    assert info.value.path == str(bad)
+
+
 def test_resume_continues_from_the_checkpoint(trained: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
     last = Path(trained["checkpoint"]).parent / "last.ckpt"
     assert last.exists()

@@ -6,9 +6,17 @@ Flow::
     Student (float, BatchNorm) ──quantize_student(calibration batches)──► QuantizedStudent
         ├── golden_forward / golden_invoke   (numpy integer reference: the specification)
         └── export_c                          (<name>.c, <name>.h, <name>_weights.h)
+
+The jobs around it: :func:`distill_checkpoint` (teacher → student directory),
+:func:`load_student` / :func:`save_student`, :func:`budget_report` (an MCU target),
+:func:`degradation_report` (every sensor subset) and :func:`power_policy` (sensors to keep on
+for a power budget).
 """
 
+from fusion.deploy.budget import BudgetReport, Target, budget_report, parse_target
 from fusion.deploy.c_export import CExport, export_c
+from fusion.deploy.degradation import DegradationReport, degradation_report
+from fusion.deploy.distill import DistillConfig, distill, distill_checkpoint
 from fusion.deploy.errors import (
     DeployError,
     NoStreamPresentError,
@@ -26,13 +34,20 @@ from fusion.deploy.int8 import (
     QuantizedStudent,
     quantize_student,
 )
+from fusion.deploy.power import PowerModel, PowerPolicy, load_power, power_policy
 from fusion.deploy.student import StemConfig, Student, StudentConfig
+from fusion.deploy.student_io import StudentBundle, load_student, save_student
 
 __all__ = [
     "ArenaPlan",
+    "BudgetReport",
     "CExport",
+    "DegradationReport",
     "DeployError",
+    "DistillConfig",
     "NoStreamPresentError",
+    "PowerModel",
+    "PowerPolicy",
     "QConv",
     "QParams",
     "QPool",
@@ -41,11 +56,22 @@ __all__ = [
     "QuantizedStudent",
     "StemConfig",
     "Student",
+    "StudentBundle",
     "StudentConfig",
     "StudentConfigError",
     "StudentInputError",
+    "Target",
+    "budget_report",
+    "degradation_report",
+    "distill",
+    "distill_checkpoint",
     "export_c",
     "golden_forward",
     "golden_invoke",
+    "load_power",
+    "load_student",
+    "parse_target",
+    "power_policy",
     "quantize_student",
+    "save_student",
 ]
