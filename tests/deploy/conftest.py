@@ -8,20 +8,15 @@ import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from fusion.data.align import align
 from fusion.data.collate import Batch, collate_samples
 from fusion.data.labelled import load_labelled
-from fusion.data.readers.ts_file import case_to_sources
 from fusion.data.sample import Sample
-from fusion.data.sampling import ChipDataset
-from fusion.data.synthetic import make_scene
-from fusion.data.timeseries import align_series
 from fusion.deploy import QuantizedStudent, Student, quantize_student
 from tests.deploy.c_harness import CompiledStudent, compile_student
+from tests.samples import random_walk_windows, synthetic_chips
 
 
 @contextlib.contextmanager
@@ -71,23 +66,15 @@ def settle(student: Student, batch: Batch, steps: int = 5) -> Student:
 
 @pytest.fixture(scope="session")
 def raster_samples() -> list[Sample]:
-    """Four 640 m synthetic chips, three sensors, four streams: syn_optical_10m (4,64,64),
+    """Nine 640 m synthetic chips, three sensors, four streams: syn_optical_10m (4,64,64),
     syn_optical_20m (2,32,32), syn_sar (2,64,64), syn_thermal (2,11,11)."""
-    scene = align(make_scene(0, size_m=1920).sources)
-    ds = ChipDataset.gridded([scene], 640)
-    return standardise([ds[i] for i in range(len(ds))])
+    return standardise(synthetic_chips(9))
 
 
 @pytest.fixture(scope="session")
 def series_samples() -> list[Sample]:
     """Six 10 s windows of accelerometer + gyroscope (3 + 3 channels) at 10 Hz."""
-    rng = np.random.default_rng(3)
-    out = []
-    for _ in range(6):
-        values = np.cumsum(rng.normal(size=(6, 100)), axis=1)
-        aligned = align_series(case_to_sources(values, rate_hz=10.0))
-        out.append(aligned.window(aligned.start_s, aligned.duration_s))
-    return standardise(out)
+    return standardise(random_walk_windows(6))
 
 
 @pytest.fixture
