@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install demo test lint typecheck bench clean arm-toolchain
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,13 @@ demo: $(STAMP)
 	$(BIN)/fusion distill --teacher runs/pretrain/checkpoints/final.ckpt --steps 150 --out runs/student
 	$(BIN)/fusion export --student runs/student --format c --power configs/power_synthetic.yaml --out runs/student_c
 	$(BIN)/fusion degrade --student runs/student --power configs/power_synthetic.yaml --plot runs/student_degradation.png
+
+# Cortex-M cross-compiler and emulator for `fusion firmware` and its tests (Debian packages; needs
+# root). Optional: without them those tests are skipped with the reason.
+arm-toolchain:
+	command -v arm-none-eabi-gcc >/dev/null && command -v qemu-system-arm >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends gcc-arm-none-eabi qemu-system-arm >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check fusion cli tests benchmarks

@@ -10,7 +10,10 @@ Per data set:
 3. the budget on ``m4-256k`` (weights, arena, code with the host gcc, MACs) and the degradation
    report on the held-out split (float and int8 via the golden model, every sensor subset) with
    the power policy of ``configs/power_*.yaml``; the int8-vs-float gap is also measured on the
-   training split (more samples: quantisation fidelity, not generalisation).
+   training split (more samples: quantisation fidelity, not generalisation);
+4. where ``arm-none-eabi-gcc`` and ``qemu-system-arm`` are installed (``make arm-toolchain``), the
+   C export built for a Cortex-M4 and run under QEMU against the golden model, with flash and RAM
+   from ``arm-none-eabi-size`` (otherwise the report says it was not measured and why).
 
 Targets (issue 5): int8 weights ≤ 64 KB and tensor arena ≤ 32 KB; int8 within 1 point of the float
 student (all sensors, held-out split); with any single sensor off, the int8 student's accuracy drop
@@ -89,6 +92,17 @@ def _fidelity(bundle: Any) -> dict[str, Any]:
     }
 
 
+def _firmware(bundle: Any, out: Path) -> dict[str, Any]:
+    from fusion.deploy.cortex_m import build_firmware, run_firmware
+    from fusion.deploy.errors import ToolchainMissingError
+
+    try:
+        firmware = build_firmware(bundle.quantized, out, cpu="cortex-m4", cases=32)
+    except ToolchainMissingError as err:
+        return {"measured": False, "reason": str(err)}
+    return {"measured": True, **firmware.to_dict(), "qemu": run_firmware(firmware).to_dict()}
+
+
 def run(name: str, teacher: Path, steps: int, work: Path) -> dict[str, Any]:
     from fusion.deploy.budget import budget_report
     from fusion.deploy.degradation import degradation_report, load_eval_data
@@ -119,6 +133,7 @@ def run(name: str, teacher: Path, steps: int, work: Path) -> dict[str, Any]:
         "budget": budget.to_dict(),
         "degradation": report.to_dict(),
         "int8_fidelity_train": _fidelity(bundle),
+        "cortex_m4": _firmware(bundle, work / f"firmware_{name}"),
         "targets": {k: v for k, v in targets.items()},
         "summary": {k: ("PASS" if v["pass"] else "MISS") for k, v in targets.items()},
     }

@@ -1,5 +1,6 @@
-"""`fusion distill`, `fusion export`, `fusion degrade`, `fusion budget`: from a pretrained teacher
-to an int8 microcontroller student, its C export, its degradation report and its MCU budget."""
+"""`fusion distill`, `fusion export`, `fusion degrade`, `fusion budget`, `fusion firmware`: from a
+pretrained teacher to an int8 microcontroller student, its C export, its degradation report, its
+MCU budget and a Cortex-M build checked under QEMU."""
 
 from __future__ import annotations
 
@@ -218,3 +219,57 @@ def budget_cmd(
         for line in report.lines():
             console.print(line, highlight=False)
     report.require()
+
+
+class CpuChoice(StrEnum):
+    cortex_m4 = "cortex-m4"
+    cortex_m7 = "cortex-m7"
+
+
+@reports_errors
+def firmware_cmd(
+    student: Annotated[Path, typer.Option(help="A student directory (`fusion distill`).")],
+    out: Annotated[Path, typer.Option(help="Folder for the C export, harness and ELF.")],
+    cpu: Annotated[
+        CpuChoice, typer.Option(help="Core to build for (QEMU board mps2-an386 / mps2-an500).")
+    ] = CpuChoice.cortex_m4,
+    cases: Annotated[
+        int, typer.Option(help="Test vectors (cycling over every non-empty sensor subset).")
+    ] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the random int8 test inputs.")] = 0,
+    run: Annotated[
+        bool, typer.Option(help="Boot the firmware in qemu-system-arm and check its outputs.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Cross-compile the student's C export for a Cortex-M with test vectors from the golden
+    model, report flash and RAM from arm-none-eabi-size, and run it under QEMU; exits 1 when an
+    output differs from the golden model (needs gcc-arm-none-eabi and qemu-system-arm)."""
+    from fusion.deploy.cortex_m import build_firmware, run_firmware
+    from fusion.deploy.student_io import load_student
+
+    bundle = load_student(student)
+    firmware = build_firmware(bundle.quantized, out, cpu=cpu.value, cases=cases, seed=seed)
+    report: dict[str, Any] = {"firmware": firmware.to_dict()}
+    result = run_firmware(firmware) if run else None
+    if result is not None:
+        report["qemu"] = result.to_dict()
+    if as_json:
+        _echo_json(report)
+    else:
+        fw = firmware.to_dict()
+        console.print(
+            f"{fw['cpu']} firmware {fw['elf']}: model flash {fw['model_flash_bytes']:,} B "
+            f"(weights {fw['weight_bytes']:,} B), RAM {fw['ram_bytes']:,} B (arena "
+            f"{fw['arena_bytes']:,} B, stack {fw['stack_bytes']:,} B); test vectors "
+            f"{fw['test_vector_bytes']:,} B",
+            highlight=False,
+        )
+        if result is not None:
+            verdict = "bit-exact" if result.passed else "MISMATCH"
+            console.print(
+                f"{fw['machine']}: {result.output} → {verdict} against the golden model",
+                highlight=False,
+            )
+    if result is not None and not result.passed:
+        raise typer.Exit(1)

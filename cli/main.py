@@ -6,7 +6,7 @@ import typer
 
 from cli import data
 from cli.demo import demo
-from cli.deploy import budget_cmd, degrade_cmd, distill_cmd, export_cmd
+from cli.deploy import budget_cmd, degrade_cmd, distill_cmd, export_cmd, firmware_cmd
 from cli.pretrain import pretrain_cmd
 from cli.probe import probe_cmd
 
@@ -23,6 +23,7 @@ app.command("distill")(distill_cmd)
 app.command("export")(export_cmd)
 app.command("degrade")(degrade_cmd)
 app.command("budget")(budget_cmd)
+app.command("firmware")(firmware_cmd)
 
 
 @app.command()

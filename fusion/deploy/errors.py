@@ -5,14 +5,20 @@ from __future__ import annotations
 __all__ = [
     "BudgetExceededError",
     "DeployError",
+    "DivergenceError",
+    "DriftSpecError",
     "NoStreamPresentError",
+    "OnlineConfigError",
     "PowerConfigError",
     "QuantisationError",
     "StudentConfigError",
     "StudentInputError",
     "StudentSensorError",
     "StudentStoreError",
+    "StreamChannelError",
+    "StreamError",
     "TeacherError",
+    "ToolchainMissingError",
 ]
 
 
@@ -57,3 +63,32 @@ class BudgetExceededError(DeployError):
 
 class PowerConfigError(DeployError):
     """A sensor power file is unreadable, lacks a sensor or holds an impossible figure."""
+
+
+class OnlineConfigError(DeployError):
+    """An online-learning head is set up wrongly: a bad hyper-parameter, a feature count that
+    differs from the embedding, or a class beyond the head's capacity."""
+
+
+class DivergenceError(DeployError):
+    """On-device training kept diverging: the learning rate fell below its floor after repeated
+    rollbacks to the last good head."""
+
+
+class StreamError(DeployError):
+    """A recorded stream cannot be replayed through a student (unreadable, unlabelled where
+    labels are needed, too short)."""
+
+
+class StreamChannelError(StreamError):
+    """A stream's sensors, channels or rate do not match the student's (both are listed)."""
+
+
+class DriftSpecError(StreamError):
+    """A drift specification (``gain:SENSOR=F@T`` …) is malformed or names an unknown sensor or
+    class."""
+
+
+class ToolchainMissingError(DeployError):
+    """A cross-compiler or emulator the job needs is not installed (the message names the
+    package to install)."""

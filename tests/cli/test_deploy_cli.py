@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,26 @@ def test_budget_miss_exits_2_with_the_numbers(student: tuple[Path, dict[str, Any
     assert "BudgetExceededError" in text and "over by" in text and "%" in text
     code, text = _run(["budget", "--student", str(student[0]), "--json"])
     assert code == 0 and json.loads(text)["fits"]
+
+
+@pytest.mark.skipif(
+    shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+    reason="gcc-arm-none-eabi / qemu-system-arm not installed (apt-get install them)",
+)
+def test_firmware_runs_bit_exact_under_qemu(
+    student: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    code, text = _run(
+        ["firmware", "--student", str(student[0]), "--out", str(tmp_path), "--cases", "7",
+         "--json"]
+    )  # fmt: skip
+    assert code == 0, text
+    report = json.loads(text)
+    assert report["qemu"]["passed"] and report["qemu"]["mismatches"] == 0
+    fw = report["firmware"]
+    assert fw["cpu"] == "cortex-m4" and fw["machine"] == "mps2-an386"
+    assert fw["model_flash_bytes"] >= fw["weight_bytes"] and fw["ram_bytes"] >= fw["arena_bytes"]
+    assert Path(fw["elf"]).is_file()
 
 
 def test_failing_export_leaves_no_half_folder(
