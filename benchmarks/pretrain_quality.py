@@ -71,11 +71,12 @@ def materialise(ds: Dataset[Sample]) -> Samples:
     return Samples([ds[i] for i in range(len(ds))])  # type: ignore[arg-type]
 
 
-def extra_places(n: int, specs: dict[str, SensorSpec], chip_m: float) -> Samples:
+def extra_places(n: int, specs: dict[str, SensorSpec] | None, chip_m: float = 640.0) -> Samples:
     """Every chip of ``n`` synthetic places pretraining never saw (seeds from ``EXTRA_SEED``),
-    each with the sensors of the default's place at the same position in its cycle."""
+    each with the sensors of the default's place at the same position in its cycle; normalised
+    with ``specs``' statistics, physical values when ``specs`` is ``None``."""
     items: list[Sample] = []
-    norm = Normaliser(specs)
+    norm = Normaliser(specs) if specs is not None else None
     for i in range(n):
         sensors = SYNTHETIC_PLACES[i % len(SYNTHETIC_PLACES)]
         scene = make_scene(EXTRA_SEED + i, sensors=list(sensors) if sensors else None)
