@@ -18,7 +18,8 @@ err_console = Console(stderr=True)
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """Error types that mean bad input rather than a bug: data, model input and probe errors.
+    """Error types that mean bad input rather than a bug: data, model input, probe, deploy and
+    registry errors.
 
     Modules are looked up only if a command already imported them, so that commands which never
     touch torch do not pay for importing it here.
@@ -28,6 +29,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         ("fusion.models.errors", "ModelInputError"),
         ("fusion.probe.errors", "ProbeError"),
         ("fusion.deploy.errors", "DeployError"),
+        ("fusion.registry.errors", "RegistryError"),
     ):
         mod = sys.modules.get(module)
         if mod is not None:
