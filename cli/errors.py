@@ -29,6 +29,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         ("fusion.models.errors", "ModelInputError"),
         ("fusion.probe.errors", "ProbeError"),
         ("fusion.deploy.errors", "DeployError"),
+        ("fusion.datatest.errors", "DataTestError"),
         ("fusion.registry.errors", "RegistryError"),
     ):
         mod = sys.modules.get(module)

@@ -8,6 +8,7 @@ from cli import bundle as bundle_cli
 from cli import data
 from cli import registry as registry_cli
 from cli.calibrate import calibrate_cmd
+from cli.datatest import datatest_cmd
 from cli.demo import demo
 from cli.deploy import budget_cmd, degrade_cmd, distill_cmd, export_cmd, firmware_cmd
 from cli.pretrain import pretrain_cmd
@@ -25,6 +26,7 @@ app.add_typer(bundle_cli.app, name="bundle")
 app.command()(demo)
 app.command("pretrain")(pretrain_cmd)
 app.command("probe")(probe_cmd)
+app.command("datatest")(datatest_cmd)
 app.command("distill")(distill_cmd)
 app.command("export")(export_cmd)
 app.command("degrade")(degrade_cmd)
