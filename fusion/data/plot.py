@@ -27,7 +27,7 @@ def _stretch(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def _display(stream: Stream, x: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, str]:
+def stream_image(stream: Stream, x: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, str]:
     """An RGB or grey image of a stream, and a title naming the bands shown."""
     wl = [b.wavelength_nm for b in stream.bands]
     if len(stream.bands) >= 3 and all(w is not None and w < 1e4 for w in wl):
@@ -52,7 +52,7 @@ def plot_sample(sample: Sample, path: str | Path, *, title: str | None = None) -
         x = sample.data[key].numpy()
         valid = sample.masks[key].numpy()
         if x.ndim == 3:
-            img, shown = _display(stream, x, valid)
+            img, shown = stream_image(stream, x, valid)
             ax.imshow(img, cmap="gray", interpolation="nearest")
             if (~valid).any():
                 overlay = np.zeros((*valid.shape, 4), dtype=np.float32)

@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt
 import numpy as np
 
-from fusion.data.plot import _display
+from fusion.data.plot import stream_image
 from fusion.data.sample import Sample
 from fusion.datatest.report import label_text
 from fusion.datatest.run import SuiteResult, TestResult
@@ -41,7 +41,7 @@ def draw_sample(ax: Any, sample: Sample, title: str) -> None:
     key = _raster_key(sample)
     if key is not None:
         x, valid = sample.data[key].numpy(), sample.masks[key].numpy()
-        img, _ = _display(sample.streams[key], x, valid)
+        img, _ = stream_image(sample.streams[key], x, valid)
         ax.imshow(img, cmap="gray", interpolation="nearest")
         if (~valid).any():
             overlay = np.zeros((*valid.shape, 4), dtype=np.float32)
