@@ -11,6 +11,7 @@ from cli.calibrate import calibrate_cmd
 from cli.datatest import datatest_cmd
 from cli.demo import demo
 from cli.deploy import budget_cmd, degrade_cmd, distill_cmd, export_cmd, firmware_cmd
+from cli.online import online_cmd
 from cli.pretrain import pretrain_cmd
 from cli.probe import probe_cmd
 from cli.serve import serve_cmd
@@ -34,6 +35,7 @@ app.command("budget")(budget_cmd)
 app.command("calibrate")(calibrate_cmd)
 app.command("serve")(serve_cmd)
 app.command("firmware")(firmware_cmd)
+app.command("online")(online_cmd)
 
 
 @app.command()

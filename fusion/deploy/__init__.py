@@ -11,6 +11,10 @@ The jobs around it: :func:`distill_checkpoint` (teacher → student directory),
 :func:`load_student` / :func:`save_student`, :func:`budget_report` (an MCU target),
 :func:`degradation_report` (every sensor subset) and :func:`power_policy` (sensors to keep on
 for a power budget).
+
+On-device learning (TinyOL): the frozen int8 embedding feeds an :class:`OnlineClassifier` or an
+:class:`OnlineAutoencoder` trained per sample in RAM (:mod:`fusion.deploy.online`), replayed on
+recorded streams with injected drift (:func:`replay`) and exported as C (:func:`export_online_c`).
 """
 
 from fusion.deploy.budget import BudgetReport, Target, budget_report, parse_target
@@ -34,7 +38,10 @@ from fusion.deploy.int8 import (
     QuantizedStudent,
     quantize_student,
 )
+from fusion.deploy.online import OnlineAutoencoder, OnlineClassifier, OnlineNormaliser
+from fusion.deploy.online_c import export_online_c
 from fusion.deploy.power import PowerModel, PowerPolicy, load_power, power_policy
+from fusion.deploy.replay import ReplayConfig, ReplayReport, replay
 from fusion.deploy.student import StemConfig, Student, StudentConfig
 from fusion.deploy.student_io import StudentBundle, load_student, save_student
 
@@ -46,6 +53,9 @@ __all__ = [
     "DeployError",
     "DistillConfig",
     "NoStreamPresentError",
+    "OnlineAutoencoder",
+    "OnlineClassifier",
+    "OnlineNormaliser",
     "PowerModel",
     "PowerPolicy",
     "QConv",
@@ -54,6 +64,8 @@ __all__ = [
     "QStem",
     "QuantisationError",
     "QuantizedStudent",
+    "ReplayConfig",
+    "ReplayReport",
     "StemConfig",
     "Student",
     "StudentBundle",
@@ -66,6 +78,7 @@ __all__ = [
     "distill",
     "distill_checkpoint",
     "export_c",
+    "export_online_c",
     "golden_forward",
     "golden_invoke",
     "load_power",
@@ -73,5 +86,6 @@ __all__ = [
     "parse_target",
     "power_policy",
     "quantize_student",
+    "replay",
     "save_student",
 ]
