@@ -3,6 +3,7 @@ checkpoint pretrained for a few steps on the synthetic default, and labelled syn
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,15 @@ import pytest
 from fusion.data.labelled import LabelledData, load_labelled
 from fusion.data.shared import shared_data_dir
 from fusion.pretrain import PretrainConfig, pretrain
+from tests.threads import one_thread
+
+
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    """One intra-op thread for a whole module (request it with
+    ``pytestmark = pytest.mark.usefixtures("single_thread")`` or from an autouse fixture)."""
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 from fusion.data.labelled import LabelledData
 from fusion.data.sample import Sample
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models and a shared CPU: one intra-op thread is faster than several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(single_thread: None) -> None:
+    """Every test module here runs with one intra-op thread."""
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,8 @@ BatchNorm statistics, their int8 forms, and the host C compiler."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -17,23 +16,12 @@ from fusion.data.sample import Sample
 from fusion.deploy import QuantizedStudent, Student, quantize_student
 from tests.deploy.c_harness import CompiledStudent, compile_student
 from tests.samples import random_walk_windows, synthetic_chips
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """These models are tiny: one intra-op thread is far faster than several on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from tests.threads import one_thread
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
+def _one_thread(single_thread: None) -> None:
+    """Every test module here runs with one intra-op thread."""
 
 
 def standardise(samples: Sequence[Sample]) -> list[Sample]:

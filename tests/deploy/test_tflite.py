@@ -32,7 +32,7 @@ from fusion.deploy.tflite import (
     read_tflite,
     run_tflite,
 )
-from tests.deploy.conftest import one_thread
+from tests.threads import one_thread
 
 # The IMU student (3 + 3 channels × 100 steps, widths 16-32-32, head 4) holds 2 × 1 868 + 132
 # parameters. Measured: ≈ 4.8 KB of weights and int32 biases, ≈ 6.8 KB of per-channel quantisation

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,14 +71,7 @@ def _one_stream(stream: Stream, values: torch.Tensor, valid: torch.Tensor | None
     return Sample({stream.key: values}, {stream.key: mask}, {stream.key: stream})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: these forwards are tiny, and on a busy 2-core machine two OpenMP
-    threads waiting on each other make a 0.2 s forward take seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ teacher's embeddings), and a registry holding it as ``imu:1.0.0``."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,23 +20,12 @@ from fusion.deploy.distill import (
 )
 from fusion.deploy.student_io import StudentBundle
 from tests.registry.site_data import CLASS_NAMES, GENERAL, HIGHWAY, write_site
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """These models are tiny: one intra-op thread is far faster than several on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from tests.threads import one_thread
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
+def _one_thread(single_thread: None) -> None:
+    """Every test module here runs with one intra-op thread."""
 
 
 @pytest.fixture(scope="session")

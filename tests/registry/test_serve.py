@@ -16,8 +16,9 @@ from fusion.registry import Registry, RegistryCorruptError
 from fusion.registry.predict import Predictor
 from fusion.registry.serve import ModelServer, create_app, serve_in_thread, sites_from_tags
 from fusion.registry.students import load_registered, register_student
-from tests.registry.conftest import one_thread, train_student
+from tests.registry.conftest import train_student
 from tests.registry.site_data import imu_cases
+from tests.threads import one_thread
 
 VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
 
