@@ -48,6 +48,7 @@ __all__ = [
     "QPool",
     "QStem",
     "QuantizedStudent",
+    "make_conv",
     "quantize_student",
 ]
 
@@ -328,7 +329,7 @@ def _quant_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q.reshape(w.shape), scale
 
 
-def _make_conv(
+def make_conv(
     kind: Literal["dw", "pw", "dense"],
     weight: np.ndarray,
     bias: np.ndarray,
@@ -339,6 +340,13 @@ def _make_conv(
     qout: QParams,
     relu: bool,
 ) -> QConv:
+    """Quantise one float layer: per-output-channel symmetric int8 weights, int32 bias at
+    ``input scale × weight scale``, fixed-point requantisation to ``qout`` (ReLU folded into the
+    clamp when ``relu``).
+
+    Raises:
+        QuantisationError: a bias or multiplier the integer path cannot represent.
+    """
     qw, sw = _quant_weights(weight)
     bscale = qin.scale * sw
     qb = np.round(bias / bscale)
@@ -450,7 +458,7 @@ def quantize_student(
         for j, conv in enumerate(convs[key]):
             q_out = act_ranges[i][j].params(f"layer {j} of stream {key!r}")
             layers.append(
-                _make_conv(
+                make_conv(
                     conv.kind,
                     conv.weight,
                     conv.bias,
@@ -474,7 +482,7 @@ def quantize_student(
     if head is not None:
         out_q = head_range.params("the head output")
         hw, hb = head
-        qhead = _make_conv(
+        qhead = make_conv(
             "dense", hw, hb, 1, (hw.shape[1],), (hw.shape[0],), pool_q, out_q, relu=False
         )
     return QuantizedStudent(

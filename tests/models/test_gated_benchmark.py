@@ -1,0 +1,32 @@
+"""The gated-ViT benchmark runs end to end on a tiny budget (numbers themselves not asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.gated_vit import main
+
+
+def test_gated_vit_benchmark_quick(tmp_path: Path) -> None:
+    pytest.importorskip("timm")
+    out, plot = tmp_path / "gated.json", tmp_path / "gated.png"
+    main(
+        ["--data", "synthetic", "--epochs", "1", "--max-samples", "8", "--mac-samples", "2",
+         "--width", "16", "--depth", "1", "--heads", "2",
+         "--json", str(out), "--plot", str(plot)]
+    )  # fmt: skip
+    report = json.loads(out.read_text())
+    (ds,) = report["datasets"]
+    rows = {r["model"]: r for r in ds["rows"]}
+    assert set(rows) == {"mobilevitv2_100", "dense", "gated"}
+    assert ds["n_train"] == 8 and len(rows["gated"]["runs"]) == 1
+    # same width and parameter budget; routing costs fewer MACs than the dense twin
+    assert abs(rows["gated"]["parameters"] - rows["dense"]["parameters"]) < 200
+    assert rows["gated"]["macs_per_sample"] < rows["dense"]["macs_per_sample"]
+    assert rows["mobilevitv2_100"]["parameters"] > 4_000_000
+    assert ds["targets"]["parameter_ratio"] > 4
+    assert 0 <= rows["gated"]["skip_share"] <= 1
+    assert plot.stat().st_size > 5_000
