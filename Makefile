@@ -25,6 +25,14 @@ demo: $(STAMP)
 	$(BIN)/fusion distill --teacher runs/pretrain/checkpoints/final.ckpt --steps 150 --out runs/student
 	$(BIN)/fusion export --student runs/student --format c --power configs/power_synthetic.yaml --out runs/student_c
 	$(BIN)/fusion degrade --student runs/student --power configs/power_synthetic.yaml --plot runs/student_degradation.png
+	# on-device learning: replay the test chips, halve the optical gain at sample 100, watch the
+	# online head recover (about 15 s)
+	$(BIN)/fusion online --student runs/student --drift gain:syn_optical=0.5@100 --plot runs/online.png
+	# data unit tests with failure mining; status 1 means a test failed (the suite holds a strict
+	# threshold a short pretraining may miss), 2 would be bad input
+	$(BIN)/fusion datatest --suite configs/datatest_synthetic.yaml --no-progress \
+	  --checkpoint runs/pretrain/checkpoints/final.ckpt --junit runs/datatest/synthetic.xml; \
+	  test $$? -le 1
 
 # Cortex-M cross-compiler and emulator for `fusion firmware` and its tests (Debian packages; needs
 # root). Optional: without them those tests are skipped with the reason.

@@ -70,7 +70,8 @@ def write_contact_sheet(result: SuiteResult, r: TestResult, path: str | Path) ->
         raise ValueError(f"test {r.test.name!r} has no failure mining to draw")
     rows = len(m.worst) + (1 if m.harmful else 0)
     cols = 1 + max(m.neighbours.shape[1], min(len(m.harmful), 5))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.8 * rows), squeeze=False)
+    height = 1.8 * rows + 0.6  # inches; 0.6 for the title above the first row's two-line labels
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, height), squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
     pos = {int(i): k for k, i in enumerate(r.index)}
@@ -92,9 +93,13 @@ def write_contact_sheet(result: SuiteResult, r: TestResult, path: str | Path) ->
             ax.set_axis_on()
             sample = result.train[i]
             draw_sample(ax, sample, f"train #{i} ({v:.2g})\n{label_text(result, sample.label)}")
-    fig.suptitle(f"{r.test.name}: {r.test.slice.describe()} — {'; '.join(r.reasons)}", fontsize=7)
+    fig.suptitle(
+        f"{r.test.name}: {r.test.slice.describe()} — {'; '.join(r.reasons)}",
+        fontsize=7,
+        y=1 - 0.12 / height,
+    )
     # Fixed margins: tight_layout takes seconds on a sheet of forty axes.
-    fig.subplots_adjust(left=0.04, right=0.98, bottom=0.03, top=1 - 0.5 / (1.8 * rows + 0.5))
+    fig.subplots_adjust(left=0.04, right=0.98, bottom=0.03, top=1 - 0.75 / height)
     fig.subplots_adjust(hspace=0.55, wspace=0.25)
     m.sheet = save_figure(fig, path)
     return m.sheet
