@@ -1,4 +1,4 @@
-"""The data-throughput benchmark runs end to end (numbers themselves are not asserted)."""
+"""Benchmarks run end to end (numbers themselves are not asserted) and their data helpers."""
 
 from __future__ import annotations
 
@@ -67,3 +67,18 @@ def test_pretrain_cost_quick(tmp_path: Path) -> None:
     assert all(r["macs_per_sample"] > 0 and r["train_samples_per_s"] > 0 for r in rows.values())
     # the CSF-style stem pays for every upsampled band at 10 m: more MACs than ours
     assert result["macs_ratio_csf_over_ours"] > 1.0
+
+
+def test_site_calibration_remounts_every_axis(shared_data: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from benchmarks.site_calibration import ACC_GAIN, GYRO_OFFSET, remount
+    from fusion.data.readers.ts_file import read_ts_file
+
+    src = shared_data / "imu" / "BasicMotions_TEST.ts"
+    out = remount(src, tmp_path / "Remounted_TEST.ts")
+    before, after = read_ts_file(src), read_ts_file(out)
+    assert after.labels == before.labels and len(after.values) == len(before.values)
+    v0, v1 = np.asarray(before.values[0]), np.asarray(after.values[0])
+    np.testing.assert_allclose(v1[0], ACC_GAIN * v0[0] + 5.0, atol=1e-5)
+    np.testing.assert_allclose(v1[5], 0.4 * v0[5] + GYRO_OFFSET[2], atol=1e-5)
