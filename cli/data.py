@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cli.errors import reports_errors
@@ -78,7 +79,7 @@ def print_report(report: dict[str, Any]) -> None:
     console.print(table)
     for i, scene in enumerate(report["scenes"]):
         if "error" in scene:
-            console.print(f"scene {i}: [red]{scene['error']}[/]")
+            console.print(f"scene {i}: [red]{escape(str(scene['error']))}[/]")
             continue
         shapes = ", ".join(
             f"{k} {v['shape'][1]}×{v['shape'][0]}" for k, v in scene["streams"].items()
@@ -92,4 +93,6 @@ def print_report(report: dict[str, Any]) -> None:
     if report["n_skipped"]:
         console.print(f"[yellow]skipped {report['n_skipped']} unreadable file(s):[/]")
         for s in report["skipped"]:
-            console.print(f"  {s['path']}: {s['reason']}", highlight=False)
+            console.print(
+                f"  {escape(str(s['path']))}: {escape(str(s['reason']))}", highlight=False
+            )

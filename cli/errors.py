@@ -9,6 +9,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fusion.data.errors import FusionDataError
 
@@ -48,7 +49,10 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
         except Exception as err:
             if not isinstance(err, user_errors()):
                 raise
-            err_console.print(f"[bold red]error[/] ({type(err).__name__}): {err}", highlight=False)
+            # escape: messages end in "[file=…, sensor=…]", which rich would take for markup
+            err_console.print(
+                f"[bold red]error[/] ({type(err).__name__}): {escape(str(err))}", highlight=False
+            )
             raise typer.Exit(code=2) from None
 
     return wrapper

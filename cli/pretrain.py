@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cli.errors import reports_errors
 
@@ -63,7 +64,9 @@ def pretrain_cmd(
     try:
         summary = pretrain(cfg, progress=progress and not as_json)
     except NonFiniteLossError as err:
-        console.print(f"[bold red]error[/] (NonFiniteLossError): {err}", highlight=False)
+        console.print(
+            f"[bold red]error[/] (NonFiniteLossError): {escape(str(err))}", highlight=False
+        )
         raise typer.Exit(code=3) from None
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))

@@ -57,3 +57,6 @@ def test_bad_input_gets_named_errors(checkpoint: Path, shared_data: Path) -> Non
     assert code == 2 and "IncompatibleDataError" in out and "syn_optical_10m" in out
     code, out = _run(["--checkpoint", str(shared_data / "imu" / "BasicMotions_TRAIN.ts")])
     assert code == 2 and "checkpoint" in out
+    # the message names the file (rich must not swallow "[file=…]" as markup)
+    code, out = _run([*ckpt, "--data", "no-such-folder"])
+    assert code == 2 and "LayoutError" in out and "[file=no-such-folder]" in out.replace("\n", "")
