@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,6 +62,20 @@ SYNTHETIC_PLACES: tuple[tuple[str, ...] | None, ...] = (
     None,
     ("syn_sar", "syn_thermal"),
     ("syn_optical", "syn_sar"),
+)
+
+#: Optical acquisition of each synthetic place (SAR the day before, thermal 30 min later; see
+#: :func:`~fusion.data.synthetic.make_scene`). Place i is i·73 days (a fifth of a year) before
+#: place 0, so the places step back through the seasons (meteorological, at 47.8° N): 0 summer,
+#: 1 spring, 2 winter, 3 autumn (SAR and thermal only), 4 summer (optical and SAR). The winter
+#: place has every sensor, so a winter slice is not also a sensor-availability slice. Metadata
+#: only: the arrays do not depend on the date.
+SYNTHETIC_ACQUIRED: tuple[datetime, ...] = (
+    datetime(2023, 6, 15, 10, 0, tzinfo=UTC),  # summer: the default date of make_scene
+    datetime(2023, 4, 3, 10, 0, tzinfo=UTC),  # spring
+    datetime(2023, 1, 20, 10, 0, tzinfo=UTC),  # winter
+    datetime(2022, 11, 8, 10, 0, tzinfo=UTC),  # autumn
+    datetime(2022, 8, 27, 10, 0, tzinfo=UTC),  # summer
 )
 
 
@@ -141,9 +156,15 @@ class SyntheticLabels:
 def synthetic_splits(
     *, chip_m: float = 640.0, seed: int = 0, test_fraction: float = 0.2
 ) -> RawSplits:
-    """Chips of several synthetic places, split by spatial blocks (labels: land-cover class)."""
+    """Chips of several synthetic places, split by spatial blocks (labels: land-cover class).
+
+    Place i is ``make_scene(seed + i)`` with the sensors of ``SYNTHETIC_PLACES[i]``, acquired at
+    ``SYNTHETIC_ACQUIRED[i]`` (the seasons vary across places; the date does not depend on
+    ``seed``).
+    """
     scenes = [
-        make_scene(seed + i, sensors=list(s) if s else None) for i, s in enumerate(SYNTHETIC_PLACES)
+        make_scene(seed + i, sensors=list(s) if s else None, acquired=when)
+        for i, (s, when) in enumerate(zip(SYNTHETIC_PLACES, SYNTHETIC_ACQUIRED, strict=True))
     ]
     aligned = [align(s.sources) for s in scenes]
     chips = [ChipRef(i, b) for i, a in enumerate(aligned) for b in grid_chips(a, chip_m)]

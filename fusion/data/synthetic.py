@@ -16,7 +16,8 @@ area-averaged to 20 m / 60 m before sensor noise is added, so a 20 m pixel is th
 
 Everything is deterministic given ``seed``: the landscape, the clouds and each sensor draw from
 their own random streams, so dropping a sensor or changing the cloud fraction leaves the other
-arrays unchanged.
+arrays unchanged. The acquisition date (``acquired``) is metadata only: it moves the sensors'
+times and no pixel.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ _LABEL_NODATA = 255  # written to labels.tif; every pixel of a scene is labelled
 _RNG_LANDSCAPE, _RNG_CLOUD = 0, 1
 _RNG_SENSOR = {SYN_OPTICAL.name: 2, SYN_SAR.name: 3, SYN_THERMAL.name: 4}
 
-# Acquisition times: SAR on a dawn pass the day before, optical and thermal mid-morning.
+# Acquisition times of the default scene: SAR on a dawn pass the day before, optical and thermal
+# mid-morning. ``make_scene(acquired=...)`` moves all three together, keeping these offsets.
 _TIMES = {
     SYN_OPTICAL.name: datetime(2023, 6, 15, 10, 0, tzinfo=UTC),
     SYN_SAR.name: datetime(2023, 6, 14, 5, 20, tzinfo=UTC),
@@ -512,6 +514,18 @@ def _size_xy(size_m: float | tuple[float, float]) -> tuple[float, float]:
     return float(sx), float(sy)
 
 
+def _times(acquired: datetime | None) -> dict[str, datetime]:
+    """Sensor → acquisition time, the optical one at ``acquired`` (the default when ``None``)."""
+    if acquired is None:
+        return dict(_TIMES)
+    if not isinstance(acquired, datetime):
+        raise FusionDataError(f"acquired must be a datetime, got {acquired!r}")
+    if acquired.tzinfo is None:
+        acquired = acquired.replace(tzinfo=UTC)
+    shift = acquired - _TIMES[SYN_OPTICAL.name]
+    return {name: t + shift for name, t in _TIMES.items()}
+
+
 def make_scene(
     seed: int = 0,
     size_m: float | tuple[float, float] = DEFAULT_SIZE_M,
@@ -520,6 +534,7 @@ def make_scene(
     *,
     crs: str | CRS = DEFAULT_CRS,
     origin: tuple[float, float] = DEFAULT_ORIGIN,
+    acquired: datetime | None = None,
 ) -> SyntheticScene:
     """Generate a synthetic multi-sensor scene.
 
@@ -534,13 +549,18 @@ def make_scene(
         crs: projected CRS (metres) of the scene grids.
         origin: top-left corner ``(x, y)`` in metres, on a multiple of 60 m so every native
             grid shares pixel edges with the coarsest one.
+        acquired: time of the optical acquisition (naive: UTC); the SAR pass is 28 h 40 min
+            earlier and the thermal one 30 min later, as in the default. Only each source's
+            ``time`` changes, never the arrays (the landscape does not depend on the date).
+            ``None``: 2023-06-15 10:00 UTC (SAR 2023-06-14 05:20, thermal 10:30).
 
     Returns:
         The scene, its bands in memory as :class:`ArrayBand` readers.
 
     Raises:
         SpecError: an unknown sensor name, or no sensor.
-        FusionDataError: a size, origin or cloud fraction out of range.
+        FusionDataError: a size, origin or cloud fraction out of range, or ``acquired`` not a
+            datetime.
     """
     if not 0.0 <= cloud_fraction <= 1.0:
         raise FusionDataError(f"cloud_fraction must be in [0, 1], got {cloud_fraction}")
@@ -554,6 +574,7 @@ def make_scene(
     crs_obj = crs if isinstance(crs, CRS) else CRS.from_user_input(crs)
     if not crs_obj.is_projected:
         raise FusionDataError(f"the scene CRS must be projected (metres), got {crs_obj}")
+    times = _times(acquired)
 
     left, top = origin
     bounds = BoundingBox(left, top - height_m, left + width_m, top)
@@ -589,7 +610,7 @@ def make_scene(
                 name=f"synthetic:{spec.name}/{band.name}",
             )
         sources.append(
-            SensorSource(spec=spec, bands=bands, time=_TIMES[spec.name], masks=masks, meta=meta)
+            SensorSource(spec=spec, bands=bands, time=times[spec.name], masks=masks, meta=meta)
         )
 
     labels = ArrayBand(land.classes, fine, nodata=None, name="synthetic:labels")

@@ -49,16 +49,20 @@ def test_synthetic_suite_json_junit_and_contact_sheets(checkpoint: Path, tmp_pat
     report = json.loads(out)
     assert code == (0 if report["ok"] else 1), out
     tests = {t["name"]: t for t in report["tests"]}
-    assert report["total"] == len(tests) == 14 and report["task"] == "classification"
+    assert report["total"] == len(tests) == 15 and report["task"] == "classification"
     assert {"syn_optical_off", "syn_sar_off", "syn_thermal_off"} <= set(tests)
-    assert tests["winter"]["status"] == "empty" and tests["winter"]["ok"]
+    assert all(t["status"] != "empty" for t in report["tests"])
     assert tests["syn_sar_off"]["n"] == report["n_test"] == 63
     assert tests["cloudy"]["n"] == 14 and tests["no_optical"]["n"] == 12
+    # One place per season but summer (two): winter is place 2, spring and autumn places 1 and 3.
+    assert tests["winter"]["n"] == 12
+    assert tests["winter"]["reference"] == pytest.approx(tests["all_chips"]["value"])
+    assert tests["spring_or_autumn"]["n"] == 24
     suite = ET.parse(xml).getroot().find("testsuite")
     assert suite is not None
     assert int(suite.get("tests", -1)) == report["total"]
     assert int(suite.get("failures", -1)) == report["failed"]
-    assert int(suite.get("skipped", -1)) == report["skipped"] == 1
+    assert int(suite.get("skipped", -1)) == report["skipped"] == 0
     for t in report["tests"]:
         if t["status"] == "fail":
             assert t["mining"]["worst"] and Path(t["mining"]["contact_sheet"]).is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from affine import Affine
 from fusion.data.datasets import Transformed, synthetic_datasets
 from fusion.data.errors import BandCountError, ConfigError, LayoutError
 from fusion.data.labelled import LabelledData, label_array, load_labelled
-from fusion.data.layouts import SYNTHETIC_PLACES
+from fusion.data.layouts import SYNTHETIC_ACQUIRED, SYNTHETIC_PLACES
 from fusion.data.sampling import ChipDataset
 from fusion.data.synthetic import CLASS_NAMES, chip_label, make_scene, write_scene
 from tests.data.generated import write_band, write_s2_folder
@@ -57,6 +58,22 @@ def test_synthetic_matches_the_pretraining_split_and_labels(synthetic: LabelledD
     assert checked
     for i in checked:
         assert chip_label(scene, test.chips[i].bounds) == y[i]
+
+
+def test_synthetic_places_are_dated_through_the_seasons(synthetic: LabelledData):
+    assert SYNTHETIC_ACQUIRED[0] == datetime(2023, 6, 15, 10, 0, tzinfo=UTC)  # make_scene's date
+    # summer, spring, winter (every sensor), autumn (no optical), summer (no thermal) at 47.8° N
+    assert [t.month for t in SYNTHETIC_ACQUIRED] == [6, 4, 1, 11, 8]
+    test = synthetic.test
+    assert isinstance(test, ChipDataset)
+    assert len(test.scenes) == len(SYNTHETIC_PLACES) == len(SYNTHETIC_ACQUIRED)
+    for scene, when in zip(test.scenes, SYNTHETIC_ACQUIRED, strict=True):
+        times = scene.meta["time"]
+        assert times["syn_sar"] == (when - timedelta(hours=28, minutes=40)).isoformat()
+        if "syn_optical" in times:
+            assert times["syn_optical"] == when.isoformat()
+    chip = test[0]
+    assert chip.meta["time"] == test.scenes[test.chips[0].scene].meta["time"]
 
 
 def test_synthetic_values_are_physical_not_normalised(synthetic: LabelledData):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,29 @@ def test_dropped_sensor_is_absent_and_others_unchanged(scene: SyntheticScene) ->
     assert set(sub) == {k for k in full if not k.startswith("syn_thermal/")}
     for key, value in sub.items():
         np.testing.assert_array_equal(value, full[key], err_msg=key)
+
+
+def test_acquisition_date_moves_the_times_and_no_pixel(scene: SyntheticScene) -> None:
+    default = {
+        "syn_optical": datetime(2023, 6, 15, 10, 0, tzinfo=UTC),
+        "syn_sar": datetime(2023, 6, 14, 5, 20, tzinfo=UTC),  # dawn pass the day before
+        "syn_thermal": datetime(2023, 6, 15, 10, 30, tzinfo=UTC),
+    }
+    assert {s.name: s.time for s in scene.sources} == default
+    small = make_scene(seed=2, size_m=960.0)
+    winter = make_scene(seed=2, size_m=960.0, acquired=datetime(2024, 1, 20, 10, 0))  # naive: UTC
+    assert {s.name: s.time for s in small.sources} == default
+    shift = datetime(2024, 1, 20, 10, 0, tzinfo=UTC) - default["syn_optical"]
+    assert {s.name: s.time for s in winter.sources} == {k: t + shift for k, t in default.items()}
+    # Without the optical sensor, ``acquired`` still dates the SAR pass relative to it.
+    sar = make_scene(seed=2, size_m=960.0, sensors=["syn_sar"], acquired=datetime(2024, 1, 20, 10))
+    assert sar.source("syn_sar").time == winter.source("syn_sar").time
+    a, b = all_arrays(small), all_arrays(winter)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    with pytest.raises(FusionDataError, match="acquired"):
+        make_scene(size_m=960.0, acquired="2024-01-20")  # type: ignore[arg-type]
 
 
 def test_cloud_knocks_out_optical_only(scene: SyntheticScene) -> None:

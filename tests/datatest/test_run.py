@@ -27,6 +27,7 @@ from fusion.probe.baselines import BandStatistics
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
+WINTER_NO_OPTICAL = {"season": "winter", "sensors": {"not_in": ["syn_optical"]}}
 SUITE = {
     "name": "toy",
     "metric": "accuracy",
@@ -35,8 +36,9 @@ SUITE = {
         {"name": "everything", "min": 0.0},
         # Accuracy never exceeds 1: this test must fail.
         {"name": "impossible", "where": {"cloud_fraction": {"<": 0.05}}, "min": 1.01},
-        {"name": "winter", "where": {"season": "winter"}, "min": 0.5},
-        {"name": "winter_allowed", "where": {"season": "winter"}, "min": 0.5, "allow_empty": True},
+        # The winter place has every sensor: winter without optical selects nothing.
+        {"name": "winter", "where": WINTER_NO_OPTICAL, "min": 0.5},
+        {"name": "winter_allowed", "where": WINTER_NO_OPTICAL, "min": 0.5, "allow_empty": True},
     ],
 }
 
@@ -65,12 +67,19 @@ def test_scores_are_the_probe_on_the_slice(
     assert tests["everything"].status == "pass" and tests["everything"].n == len(test_chips)
 
 
-def test_empty_slices_fail_unless_allowed(result: SuiteResult) -> None:
+def test_empty_slices_fail_unless_allowed(result: SuiteResult, test_chips: list[Sample]) -> None:
     tests = {r.test.name: r for r in result.results}
     winter, allowed = tests["winter"], tests["winter_allowed"]
     assert winter.status == allowed.status == "empty" and winter.n == 0
     assert not winter.ok and allowed.ok
-    assert "season == 'winter' keeps 0; values: ['summer']" in winter.reasons[0]
+    # Each condition alone keeps some chips; the values the data holds are listed.
+    table = field_table(test_chips, ("water", "forest", "grassland", "cropland", "urban", "bare"))
+    n_winter = sum(row["season"] == "winter" for row in table)
+    n_no_optical = sum("syn_optical" not in row["sensors"] for row in table)
+    assert n_winter and n_no_optical
+    seasons = "['autumn', 'spring', 'summer', 'winter']"
+    assert f"season == 'winter' keeps {n_winter}; values: {seasons}" in winter.reasons[0]
+    assert f"sensors not_in ['syn_optical'] keeps {n_no_optical}" in winter.reasons[0]
     # everything, three sensors off pass; impossible and winter fail; winter_allowed is skipped
     assert (result.total, result.passed, result.failed, result.skipped) == (7, 4, 2, 1)
     assert result.summary() == "Data unit tests passed: 4 / 7 (1 empty, allowed)"

@@ -21,6 +21,8 @@ from fusion.datatest import (
 
 Table = list[dict[str, Any]]
 CLASSES = ("water", "forest", "grassland", "cropland", "urban", "bare")
+#: Season of each synthetic place at 47.8° N (fusion.data.layouts.SYNTHETIC_ACQUIRED).
+SEASONS = {0: "summer", 1: "spring", 2: "winter", 3: "autumn", 4: "summer"}
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +36,17 @@ def test_fields_of_synthetic_chips(test_chips: list[Sample], table: Table) -> No
         assert row["sensors"] == sample.sensors and row["n_sensors"] == len(sample.sensors)
         assert row["label"] == CLASSES[sample.label] and row["label_index"] == sample.label
         assert row["site"] == sample.meta["scene"]
-        assert row["season"] == "summer" and row["month"] == 6  # acquired mid-June, at 47.8° N
+        # The earliest acquisition of a sensor present: the SAR pass the day before, if any.
+        times = sample.meta["time"]
+        assert row["time"] == min(times[s] for s in sample.sensors)
+        assert row["month"] == int(row["time"][5:7]) and row["season"] == SEASONS[row["site"]]
         assert 47 < row["latitude"] < 49
         if "syn_optical" in sample.sensors:  # clouds are the invalid pixels of the 10 m bands
             clouds = 1 - float(sample.masks["syn_optical_10m"].float().mean())
             assert row["cloud_fraction"] == pytest.approx(clouds)
         else:
             assert "cloud_fraction" not in row and cloud_fraction(sample) is None
+    assert {row["season"] for row in table} == {"winter", "spring", "summer", "autumn"}
 
 
 def test_a_numeric_bin_selects_exactly_the_chips_in_it(table: Table) -> None:
@@ -69,7 +75,10 @@ def test_sensor_presence_labels_and_sites(table: Table) -> None:
     assert select({"site": 0, "label": {"!=": "water"}}) == [
         i for i in select({"site": 0}) if i not in water
     ]
-    assert select({"season": "winter"}) == []
+    winter = select({"season": "winter"})
+    assert winter and winter == select({"site": 2})  # the January place, every sensor
+    assert select({"season": ["spring", "autumn"]}) == select({"site": [1, 3]})
+    assert select({"season": "winter", "sensors": {"not_in": ["syn_optical"]}}) == []
 
 
 def test_switching_a_sensor_off_keeps_chips_that_had_it_and_another(

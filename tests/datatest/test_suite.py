@@ -30,7 +30,8 @@ def test_the_shipped_suites_load() -> None:
     cloudy = next(t for t in synthetic.tests if t.name == "cloudy")
     assert cloudy.slice.describe() == "cloud_fraction >= 0.2" and cloudy.minimum == 0.5
     winter = next(t for t in synthetic.tests if t.name == "winter")
-    assert winter.allow_empty
+    assert winter.slice.describe() == "season == 'winter'" and not winter.allow_empty
+    assert (winter.minimum, winter.max_drop) == (0.5, 0.2)
     imu = load_suite(CONFIGS / "datatest_basicmotions.yaml")
     names = [t.name for t in imu.expand(["accelerometer", "gyroscope"])]
     assert names[-2:] == ["accelerometer_off", "gyroscope_off"] and len(names) == 10
