@@ -39,6 +39,7 @@ __all__ = [
     "FORMAT_VERSION",
     "StudentBundle",
     "atomic_dir",
+    "describe_sensors",
     "export_student",
     "load_student",
     "quantized_from_dict",
@@ -121,11 +122,12 @@ class StudentBundle:
             same = names == sorted(expected)
         if not same:
             raise StudentSensorError(
-                f"this student was built for sensors {_describe(expected)}; got {_describe(given)}"
+                f"this student was built for sensors {describe_sensors(expected)}; "
+                f"got {describe_sensors(given)}"
             )
 
 
-def _describe(sensors: Mapping[str, Mapping[str, list[str]]]) -> str:
+def describe_sensors(sensors: Mapping[str, Mapping[str, list[str]]]) -> str:
     """``name (stream: band/band, …); …`` (no square brackets: consoles read them as markup)."""
     parts = []
     for name in sorted(sensors):

@@ -27,9 +27,9 @@ from fusion.models.streams import (
     batch_size,
     check_known,
     check_matches,
-    stream_from_dict,
+    model_config,
+    read_model_config,
     stream_kind,
-    stream_to_dict,
 )
 
 __all__ = ["FusionEncoder", "TokenEncoder"]
@@ -318,12 +318,7 @@ class FusionEncoder(TokenEncoder):
 
     def config(self) -> dict[str, Any]:
         """Plain-data description (JSON/YAML-safe) that :meth:`from_config` rebuilds from."""
-        return {
-            "model": "FusionEncoder",
-            "version": CONFIG_VERSION,
-            "streams": {k: stream_to_dict(s) for k, s in self.streams.items()},
-            **self._hparams,
-        }
+        return model_config("FusionEncoder", CONFIG_VERSION, self.streams, self._hparams)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> FusionEncoder:
@@ -332,14 +327,7 @@ class FusionEncoder(TokenEncoder):
         Raises:
             ValueError: the config is for another model or a newer format.
         """
-        cfg = dict(cfg)
-        model = cfg.pop("model", "FusionEncoder")
-        if model != "FusionEncoder":
-            raise ValueError(f"config is for model {model!r}, not FusionEncoder")
-        version = cfg.pop("version", CONFIG_VERSION)
-        if version > CONFIG_VERSION:
-            raise ValueError(f"config version {version} is newer than supported {CONFIG_VERSION}")
-        streams = {k: stream_from_dict(v) for k, v in cfg.pop("streams").items()}
+        streams, hparams, version = read_model_config(cfg, "FusionEncoder", CONFIG_VERSION)
         if version < 2:  # version 1 encoders patchified each band first (no pixel stage)
-            cfg.setdefault("pixel_channels", 0)
-        return cls(streams, **cfg)
+            hparams.setdefault("pixel_channels", 0)
+        return cls(streams, **hparams)

@@ -87,9 +87,9 @@ from fusion.models.streams import (
     batch_size,
     check_known,
     check_matches,
-    stream_from_dict,
+    model_config,
+    read_model_config,
     stream_kind,
-    stream_to_dict,
 )
 
 __all__ = ["GatedBlock", "GatedClassifier", "PackedTokens", "PatchGatedViT", "average_macs"]
@@ -408,12 +408,7 @@ class PatchGatedViT(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """Plain-data description (JSON/YAML-safe) that :meth:`from_config` rebuilds from."""
-        return {
-            "model": "PatchGatedViT",
-            "version": CONFIG_VERSION,
-            "streams": {k: stream_to_dict(s) for k, s in self.streams.items()},
-            **self._hparams,
-        }
+        return model_config("PatchGatedViT", CONFIG_VERSION, self.streams, self._hparams)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> PatchGatedViT:
@@ -422,15 +417,8 @@ class PatchGatedViT(nn.Module):
         Raises:
             ValueError: the config is for another model or a newer format.
         """
-        cfg = dict(cfg)
-        model = cfg.pop("model", "PatchGatedViT")
-        if model != "PatchGatedViT":
-            raise ValueError(f"config is for model {model!r}, not PatchGatedViT")
-        version = cfg.pop("version", CONFIG_VERSION)
-        if version > CONFIG_VERSION:
-            raise ValueError(f"config version {version} is newer than supported {CONFIG_VERSION}")
-        streams = {k: stream_from_dict(v) for k, v in cfg.pop("streams").items()}
-        return cls(streams, **cfg)
+        streams, hparams, _ = read_model_config(cfg, "PatchGatedViT", CONFIG_VERSION)
+        return cls(streams, **hparams)
 
 
 class GatedClassifier(nn.Module):

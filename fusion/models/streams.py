@@ -15,6 +15,8 @@ __all__ = [
     "batch_size",
     "check_known",
     "check_matches",
+    "model_config",
+    "read_model_config",
     "stream_from_dict",
     "stream_kind",
     "stream_to_dict",
@@ -107,3 +109,34 @@ def batch_size(batch: Batch) -> int:
     if not batch.present:
         raise NoDataError("the batch holds no stream")
     return int(next(iter(batch.present.values())).shape[0])
+
+
+def model_config(
+    model: str, version: int, streams: Mapping[str, Stream], hparams: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The plain-data (JSON/YAML-safe) description of a model built on ``streams``."""
+    return {
+        "model": model,
+        "version": version,
+        "streams": {k: stream_to_dict(s) for k, s in streams.items()},
+        **hparams,
+    }
+
+
+def read_model_config(
+    cfg: Mapping[str, Any], model: str, version: int
+) -> tuple[dict[str, Stream], dict[str, Any], int]:
+    """Split a :func:`model_config` into ``(streams, hyper-parameters, its version)``.
+
+    Raises:
+        ValueError: the config is for another model or a newer format than ``version``.
+    """
+    rest = dict(cfg)
+    name = rest.pop("model", model)
+    if name != model:
+        raise ValueError(f"config is for model {name!r}, not {model}")
+    found = int(rest.pop("version", version))
+    if found > version:
+        raise ValueError(f"config version {found} is newer than supported {version}")
+    streams = {k: stream_from_dict(v) for k, v in rest.pop("streams").items()}
+    return streams, rest, found

@@ -39,7 +39,7 @@ from typing import Any, BinaryIO
 from fusion.data.errors import FusionDataError
 from fusion.data.specs import SensorSpec
 from fusion.deploy.errors import DeployError
-from fusion.deploy.student_io import StudentBundle, load_student, save_student
+from fusion.deploy.student_io import StudentBundle, describe_sensors, load_student, save_student
 from fusion.files import atomic_write
 from fusion.registry.blobs import CHUNK_BYTES, sha256_file
 from fusion.registry.errors import (
@@ -316,14 +316,6 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
     }
 
 
-def _describe(sensors: Mapping[str, Mapping[str, list[str]]]) -> str:
-    parts = []
-    for name in sorted(sensors):
-        streams = ", ".join(f"{k}: {'/'.join(b)}" for k, b in sensors[name].items())
-        parts.append(f"{name} ({streams})" if streams else name)
-    return "; ".join(parts) or "none"
-
-
 def sensor_differences(built: Sensors, given: Sensors, *, names_only: bool = False) -> list[str]:
     """What differs between the sensors a bundle was built for and those given (empty when
     they match): sensors missing or unexpected, and per stream the band lists."""
@@ -385,8 +377,8 @@ def load_bundle(
         diff = sensor_differences(built, given, names_only=names_only)
         if diff:
             raise BundleSensorError(
-                f"{path} was built for sensors {_describe(built)}; given {_describe(given)}: "
-                + "; ".join(diff)
+                f"{path} was built for sensors {describe_sensors(built)}; "
+                f"given {describe_sensors(given)}: " + "; ".join(diff)
             )
     return Bundle(path, manifest, student)
 

@@ -69,16 +69,7 @@ def tiny_bundle(samples: Sequence[Sample], *, steps: int = 4, seed: int = 0) -> 
 def series_windows(n: int = 6) -> list[Sample]:
     """Six standardised 10 s windows of accelerometer + gyroscope at 10 Hz (as the deploy
     conftest's ``series_samples``), for tests outside tests/deploy."""
-    import numpy as np
-
-    from fusion.data.readers.ts_file import case_to_sources
-    from fusion.data.timeseries import align_series
     from tests.deploy.conftest import standardise
+    from tests.samples import random_walk_windows
 
-    rng = np.random.default_rng(3)
-    out = []
-    for _ in range(n):
-        values = np.cumsum(rng.normal(size=(6, 100)), axis=1)
-        aligned = align_series(case_to_sources(values, rate_hz=10.0))
-        out.append(aligned.window(aligned.start_s, aligned.duration_s))
-    return standardise(out)
+    return standardise(random_walk_windows(n))
