@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -235,7 +236,7 @@ def _c_bytes(values: np.ndarray) -> str:
     return ", ".join(str(int(v)) for v in values.reshape(-1))
 
 
-def _test_vectors(q: QuantizedStudent, cases: int, seed: int) -> tuple[str, list[int]]:
+def _test_vectors(q: QuantizedStudent, cases: int, seed: int) -> str:
     """The harness' test vectors: seeded int8 inputs, masks cycling over every non-empty
     subset of streams, and the golden outputs."""
     rng = np.random.default_rng(seed)
@@ -269,7 +270,7 @@ def _test_vectors(q: QuantizedStudent, cases: int, seed: int) -> tuple[str, list
         f'__attribute__((section(".testvectors"))) static const int8_t '
         f"fs_expected[FS_CASES][{q.out_dim}] = {{{', '.join(expected)}}};\n",
     ]
-    return "".join(lines), masks
+    return "".join(lines)
 
 
 def _harness(name: str, vectors: str) -> str:
@@ -357,7 +358,7 @@ def build_firmware(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     export = export_c(q, out, name)
-    vectors, _ = _test_vectors(q, cases, seed)
+    vectors = _test_vectors(q, cases, seed)
     files = {
         "fs_startup.c": _STARTUP,
         "fs_harness.c": _harness(name, vectors),
@@ -396,8 +397,6 @@ def run_firmware(firmware: Firmware, *, timeout_s: float = 120.0) -> QemuRun:
         ToolchainMissingError: ``qemu-system-arm`` is not installed.
         DeployError: QEMU did not finish within ``timeout_s`` seconds.
     """
-    import time
-
     qemu = _tool("qemu-system-arm", "qemu-system-arm")
     cmd = [
         qemu,
