@@ -126,12 +126,20 @@ def _augment(sample: Sample, g: torch.Generator) -> Sample:
 
 
 def _prepare(
-    data: LabelledData, max_samples: int | None, seed: int
+    data: LabelledData, max_samples: int | None, seed: int, validate: float | None = None
 ) -> tuple[list[Sample], list[Sample]]:
     """Normalised train and test Samples (train capped at ``max_samples``, drawn with ``seed``);
-    statistics from the training split only."""
+    statistics from the training split only. With ``validate``, that share of the training split
+    (stratified, seeded) is scored instead of the test split, which is then never read: settings
+    are chosen on it without looking at the test samples."""
     train = [data.train[i] for i in range(len(data.train))]  # type: ignore[arg-type]
-    test = [data.test[i] for i in range(len(data.test))]  # type: ignore[arg-type]
+    if validate is not None:
+        from sklearn.model_selection import train_test_split
+
+        y = [int(s.label) for s in train]  # type: ignore[arg-type]
+        train, test = train_test_split(train, test_size=validate, random_state=seed, stratify=y)
+    else:
+        test = [data.test[i] for i in range(len(data.test))]  # type: ignore[arg-type]
     if max_samples is not None and len(train) > max_samples:
         keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
         train = [train[int(i)] for i in keep[:max_samples]]
@@ -159,6 +167,7 @@ def _build(
         mlp_ratio=args.mlp_ratio,
         experts=args.experts,
         skip=not args.no_skip,
+        pixel_channels=args.pixel_channels,
     )
     return GatedClassifier(gated if kind == "gated" else gated.dense_variant(), n_classes)
 
@@ -253,7 +262,7 @@ def _run_one(
 def run_dataset(source: str, args: argparse.Namespace) -> dict[str, Any]:
     # One split (--seed) for every model and training seed: seeds vary init, order, augmentation.
     data = load_labelled(source, seed=args.seed)
-    train, test = _prepare(data, args.max_samples, args.seed)
+    train, test = _prepare(data, args.max_samples, args.seed, args.validate)
     rows = []
     for kind in args.models:
         runs = []
@@ -295,8 +304,15 @@ def run_dataset(source: str, args: argparse.Namespace) -> dict[str, Any]:
         targets["gated_over_dense_macs"] = round(
             by["gated"]["macs_per_sample"] / by["dense"]["macs_per_sample"], 3
         )
+    scored = "validation" if args.validate else "test"
     return {
-        "data": data.description,
+        "data": data.description
+        + (
+            f"; scored on {args.validate:.0%} of train held out (test unread)"
+            if args.validate
+            else ""
+        ),
+        "scored_on": scored,
         "n_train": len(train),
         "n_test": len(test),
         "rows": rows,
@@ -402,6 +418,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mlp-ratio", type=float, default=4.0)
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--no-skip", action="store_true", help="no skip choice in the router")
+    p.add_argument(
+        "--pixel-channels",
+        type=int,
+        default=0,
+        help="K > 0: a native-resolution pixel stage (band mixing + depthwise 3×3) in each stem",
+    )
+    p.add_argument(
+        "--validate",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="score on this share of the training split held out, never reading the test split "
+        "(for choosing settings)",
+    )
     p.add_argument("--mac-samples", type=int, default=64, help="test samples MACs average over")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0, help="split seed and first training seed")

@@ -129,12 +129,48 @@ def labels(ds: Dataset[Sample]) -> np.ndarray:
     return np.array([int(ds[i].label) for i in range(len(ds))])  # type: ignore[arg-type]
 
 
+def supervised(
+    config: dict[str, Any], train: Samples, test: Samples, *, epochs: int, seed: int
+) -> float:
+    """Reference for what the labels allow: the same architecture trained end to end with labels
+    on the train chips (AdamW 2e-3, cosine, cross-entropy; no pretraining), accuracy on ``test``."""
+    torch.manual_seed(seed)
+    encoder = FusionEncoder.from_config(config)
+    y = torch.as_tensor(labels(train))
+    head = torch.nn.Linear(encoder.embed_dim, int(y.max()) + 1)
+    params = [*encoder.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.05)
+    per_epoch = -(-len(train) // 32)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=epochs * per_epoch)
+    gen = torch.Generator().manual_seed(seed)
+    encoder.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(train), generator=gen).tolist()
+        for i in range(0, len(order), 32):
+            idx = order[i : i + 32]
+            batch = collate_samples([train.items[j] for j in idx])
+            loss = torch.nn.functional.cross_entropy(head(encoder(batch)), y[idx])
+            opt.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            sched.step()
+    encoder.eval()
+    with torch.no_grad():
+        pred = np.concatenate(
+            [
+                head(encoder(collate_samples(test.items[i : i + 64]))).argmax(1).numpy()
+                for i in range(0, len(test), 64)
+            ]
+        )
+    return float(np.mean(pred == labels(test)))
+
+
 def probe(xtr: np.ndarray, ytr: np.ndarray) -> Any:
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
     return clf.fit(xtr, ytr)
 
 
-def run(checkpoint: str, seed: int, extra: int = 10) -> dict[str, Any]:
+def run(checkpoint: str, seed: int, extra: int = 10, supervised_epochs: int = 0) -> dict[str, Any]:
     model = load_pretrained(checkpoint)
     run_cfg = model.meta["pretrain"]
     bundle = build_datasets(
@@ -183,6 +219,16 @@ def run(checkpoint: str, seed: int, extra: int = 10) -> dict[str, Any]:
     stats = probe(band_statistics(train, keys, bands), ytr)
     stats_all, stats_split = scores(stats, band_statistics(test, keys, bands))
     majority = float(np.mean(yte == np.bincount(ytr).argmax()))
+    reference: dict[str, Any] = {}
+    if supervised_epochs > 0:
+        reference = {
+            "supervised_end_to_end": {
+                "epochs": supervised_epochs,
+                "all chips": supervised(
+                    model.encoder.config(), train, test, epochs=supervised_epochs, seed=seed
+                ),
+            }
+        }
     return {
         "checkpoint": checkpoint,
         "data": bundle.description,
@@ -195,6 +241,7 @@ def run(checkpoint: str, seed: int, extra: int = 10) -> dict[str, Any]:
         "extra_place_seeds": [EXTRA_SEED + i for i in range(extra)] if synthetic else [],
         "majority_baseline": majority,
         "band_statistics_probe": {"all chips": stats_all, "split only": stats_split},
+        **reference,
         "accuracy": rows,
         "accuracy_split_only": split_rows,
     }
@@ -225,6 +272,12 @@ def print_table(result: dict[str, Any]) -> None:
         print(
             f"\nReference: probe on per-band statistics {stats['all chips']:.3f} "
             f"(split only {stats['split only']:.3f})"
+        )
+    sup = result.get("supervised_end_to_end")
+    if sup:
+        print(
+            f"Reference: the same encoder trained end to end with labels ({sup['epochs']} "
+            f"epochs, no pretraining) {sup['all chips']:.3f}"
         )
     pre, rnd = rows["pretrained"], rows["random init"]
     full = pre["all sensors"]
@@ -258,6 +311,9 @@ def write_plot(path: Path, result: dict[str, Any]) -> None:
     stats = result.get("band_statistics_probe")
     if stats:
         ax.axhline(stats["all chips"], color="tab:blue", ls=":", lw=1, label="per-band statistics")
+    sup = result.get("supervised_end_to_end")
+    if sup:
+        ax.axhline(sup["all chips"], color="tab:red", ls="-.", lw=1, label="supervised end to end")
     ax.axhline(result["majority_baseline"], color="k", ls="--", lw=0.8, label="majority class")
     ax.set_xticks(range(len(cols)), [c.replace(" (test only)", "\n(test only)") for c in cols])
     ax.tick_params(axis="x", labelsize=7)
@@ -282,6 +338,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=10,
         help="unseen synthetic places added to the held-out chips (synthetic source only)",
     )
+    p.add_argument(
+        "--supervised-epochs",
+        type=int,
+        default=30,
+        help="epochs of the supervised end-to-end reference (0: skip it)",
+    )
     p.add_argument("--json", help="write the numbers here")
     p.add_argument("--plot", help="write a bar chart (PNG) here")
     args = p.parse_args(argv)
@@ -295,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             else PretrainConfig.from_dict({}, overrides=over)
         )
         ckpt = pretrain(cfg, progress=sys.stderr.isatty())["checkpoint"]
-    result = run(ckpt, args.seed, args.extra_places)
+    result = run(ckpt, args.seed, args.extra_places, args.supervised_epochs)
     result["command"] = "python -m benchmarks.pretrain_quality " + " ".join(
         sys.argv[1:] if argv is None else argv
     )

@@ -206,6 +206,10 @@ class PatchGatedViT(nn.Module):
         activation: expert nonlinearity (``"relu"`` keeps experts int8-exportable).
         band_dim: band embedding size E (default D).
         quantity_buckets: rows of the hashed quantity table.
+        pixel_channels: K > 0 gives each stem a native-resolution pixel stage (band-conditioned
+            1×1 mixing of the present bands, depthwise 3×3, 1×1; see
+            :class:`~fusion.models.stems.BandSetStem`) before patchifying; 0 patchifies each band
+            alone and mixes bands only after their mean.
 
     Attributes:
         embed_dim: D, the size of the embedding :meth:`forward` returns.
@@ -229,6 +233,7 @@ class PatchGatedViT(nn.Module):
         activation: Activation = "gelu",
         band_dim: int | None = None,
         quantity_buckets: int = 64,
+        pixel_channels: int = 0,
     ) -> None:
         super().__init__()
         if not streams:
@@ -250,6 +255,7 @@ class PatchGatedViT(nn.Module):
             "activation": activation,
             "band_dim": band_dim,
             "quantity_buckets": quantity_buckets,
+            "pixel_channels": pixel_channels,
         }
         self.embed_dim = width
         self.band_dim = band_dim or width
@@ -271,6 +277,7 @@ class PatchGatedViT(nn.Module):
                     if stream_kind(s) == "raster"
                     else (series_tokens,),
                     fusion_step=fusion_stride_m if stream_kind(s) == "raster" else series_stride_s,
+                    pixel_channels=pixel_channels,
                 )
                 for k, s in self.streams.items()
             }
@@ -418,6 +425,7 @@ class PatchGatedViT(nn.Module):
             ValueError: the config is for another model or a newer format.
         """
         streams, hparams, _ = read_model_config(cfg, "PatchGatedViT", CONFIG_VERSION)
+        hparams.setdefault("pixel_channels", 0)  # configs written before the pixel stage
         return cls(streams, **hparams)
 
 

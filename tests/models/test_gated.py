@@ -198,3 +198,15 @@ def test_config_round_trip(raster_batch: Batch) -> None:
     assert torch.equal(again(raster_batch), model(raster_batch))
     with pytest.raises(ValueError, match="not PatchGatedViT"):
         PatchGatedViT.from_config({**model.config(), "model": "FusionEncoder"})
+
+
+def test_pixel_stage_round_trips_and_older_configs_still_load(raster_batch: Batch) -> None:
+    model = _gated(raster_batch, pixel_channels=4).eval()
+    plain = _gated(raster_batch)
+    assert sum(p.numel() for p in model.parameters()) != sum(p.numel() for p in plain.parameters())
+    again = PatchGatedViT.from_config(model.config())
+    again.load_state_dict(model.state_dict())
+    assert torch.equal(again.eval()(raster_batch), model(raster_batch))
+    old = plain.config()
+    del old["pixel_channels"]  # a config written before the option existed
+    assert PatchGatedViT.from_config(old).config() == plain.config()

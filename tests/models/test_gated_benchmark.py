@@ -30,3 +30,16 @@ def test_gated_vit_benchmark_quick(tmp_path: Path) -> None:
     assert ds["targets"]["parameter_ratio"] > 4
     assert 0 <= rows["gated"]["skip_share"] <= 1
     assert plot.stat().st_size > 5_000
+
+
+def test_validate_scores_a_held_out_share_of_train(tmp_path: Path) -> None:
+    out = tmp_path / "val.json"
+    main(
+        ["--data", "synthetic", "--models", "gated", "--epochs", "1", "--mac-samples", "1",
+         "--width", "16", "--depth", "1", "--heads", "2", "--validate", "0.25",
+         "--pixel-channels", "4", "--json", str(out)]
+    )  # fmt: skip
+    (ds,) = json.loads(out.read_text())["datasets"]
+    assert ds["scored_on"] == "validation" and "test unread" in ds["data"]
+    total = ds["n_train"] + ds["n_test"]
+    assert abs(ds["n_test"] - 0.25 * total) <= 1  # a quarter of the training split, not the test
