@@ -264,17 +264,37 @@ def replay(
     return run_replay(embed_stream(bundle, pool, drifts, warm=warm, log=log), config)
 
 
-def run_replay(inputs: ReplayInputs, config: ReplayConfig | None = None) -> ReplayReport:
-    """Warm-start a head, then replay the stream sample by sample (module docstring).
+@dataclass
+class _Split:
+    """Rows of the pool: replayed (``stream``), held out (``heldout``), held out without the
+    ``newclass`` class (``heldout_old``: accuracy before a new class and recovery count only the
+    original classes), their labels (``"?"`` when unlabelled) and anomaly flags."""
 
-    Raises:
-        StreamError: a classifier on an unlabelled stream, or too few samples.
-        DriftSpecError: a ``newclass`` label absent from the stream.
-        DivergenceError: the online head kept diverging down to its smallest learning rate.
-    """
-    cfg = config or ReplayConfig()
-    cfg.check()
-    pool, regimes, groups = inputs.pool, inputs.regimes, inputs.groups
+    names: list[str] | None
+    labels: list[str]
+    stream: np.ndarray
+    heldout: np.ndarray
+    heldout_old: np.ndarray
+    anomaly: np.ndarray | None
+
+
+@dataclass
+class _Trace:
+    """What the stream loop records."""
+
+    frozen_val: np.ndarray  # per sample: correct (0/1) or reconstruction error; NaN if skipped
+    online_val: np.ndarray
+    update_us: list[float]  # per update that was not skipped
+    heldout: dict[str, list[float]]  # t, frozen, online every eval_every samples
+    at_horizon: dict[int, float]  # online held-out score `horizon` after each value drift
+    before_new: OnlineHead | None  # the online head just before a new class appears
+    rollback_at: list[int]
+    grew_at: list[int]
+
+
+def _check(inputs: ReplayInputs, cfg: ReplayConfig) -> Drift | None:
+    """Refuse what cannot be replayed; the ``newclass`` drift, if any."""
+    pool = inputs.pool
     names = pool.label_names()
     if cfg.head == "classifier" and names is None:
         raise StreamError(
@@ -285,115 +305,180 @@ def run_replay(inputs: ReplayInputs, config: ReplayConfig | None = None) -> Repl
     held = newclass.target if newclass is not None else None
     if held is not None and (names is None or held not in names):
         raise DriftSpecError(f"newclass: class {held!r} does not occur in stream {pool.source}")
-    n_pool = len(pool.data)
-    if n_pool < 2:
-        raise StreamError(f"stream {pool.source} holds {n_pool} sample(s); a replay needs ≥ 2")
-    rng = np.random.default_rng(cfg.seed)
-    labels = names if names is not None else ["?"] * n_pool
-    is_held = _split(labels, cfg.heldout, rng)
-    stream_rows, eval_rows = np.flatnonzero(~is_held), np.flatnonzero(is_held)
-    anomaly = _anomalies(names, held, n_pool)
-    # Classifier scores before a new class appears (and recovery) count the original classes.
-    eval_old = eval_rows
-    if cfg.head == "classifier" and held is not None:
-        eval_old = np.asarray([r for r in eval_rows if labels[r] != held], dtype=np.int64)
+    if len(pool.data) < 2:
+        raise StreamError(
+            f"stream {pool.source} holds {len(pool.data)} sample(s); a replay needs ≥ 2"
+        )
+    return newclass
 
-    # warm start, then a frozen twin
+
+def _split_pool(
+    inputs: ReplayInputs, cfg: ReplayConfig, held: str | None, rng: np.random.Generator
+) -> _Split:
+    names = inputs.pool.label_names()
+    n = len(inputs.pool.data)
+    labels = names if names is not None else ["?"] * n
+    is_held = _split(labels, cfg.heldout, rng)
+    heldout = np.flatnonzero(is_held)
+    old = heldout
+    if cfg.head == "classifier" and held is not None:
+        old = np.asarray([r for r in heldout if labels[r] != held], dtype=np.int64)
+    return _Split(names, labels, np.flatnonzero(~is_held), heldout, old, _anomalies(names, held, n))
+
+
+def _warm_start(
+    inputs: ReplayInputs, cfg: ReplayConfig, split: _Split, held: str | None
+) -> tuple[OnlineHead, str]:
+    """A head fitted offline on the warm-start rows (minus the new class and, for the
+    autoencoder, anomalies) and a description of those rows."""
     if inputs.warm is not None:
         wx, wy, source = inputs.warm
     else:
-        wx, wy = regimes[0][stream_rows], [labels[r] for r in stream_rows]
-        source = f"the stream rows without drift ({len(stream_rows)} samples)"
+        wx = inputs.regimes[0][split.stream]
+        wy = [split.labels[r] for r in split.stream]
+        source = f"the stream rows without drift ({len(split.stream)} samples)"
     keep = np.asarray([y != held for y in wy]) & np.isfinite(wx).all(axis=1)
     w_anom = _anomalies(wy, held, len(wy)) if cfg.head == "autoencoder" else None
     if w_anom is not None:
         keep &= ~w_anom
     if not keep.any():
         raise StreamError("no finite warm-start sample")
-    ext = inputs.extractor
-    online = _make_head(cfg, ext.dim, float(ext.scale) ** 2)
-    online.fit(wx[keep], [wy[i] for i in np.flatnonzero(keep)], epochs=cfg.warm_epochs)
-    frozen = online.copy()
-    score = _Scorer(cfg.head, names, anomaly)
+    head = _make_head(cfg, inputs.extractor.dim, float(inputs.extractor.scale) ** 2)
+    head.fit(wx[keep], [wy[i] for i in np.flatnonzero(keep)], epochs=cfg.warm_epochs)
+    return head, source
 
-    # the stream: test, then train
-    order = _order(stream_rows, labels, held, newclass.at if newclass else 0, cfg.length, rng)
-    onsets = [g[0].at for g in groups]
+
+def _run_stream(
+    inputs: ReplayInputs,
+    cfg: ReplayConfig,
+    split: _Split,
+    heads: tuple[OnlineHead, OnlineHead],
+    order: np.ndarray,
+    newclass: Drift | None,
+    rng: np.random.Generator,
+) -> _Trace:
+    """Test, then train, sample by sample; held-out scores every ``eval_every`` samples."""
+    online, frozen = heads
+    regimes, labels = inputs.regimes, split.labels
+    score = _Scorer(cfg.head, split.names, split.anomaly)
+    onsets = [g[0].at for g in inputs.groups]
     regime_of = np.searchsorted(onsets, np.arange(cfg.length), side="right")
     nan_drifts = [d for d in inputs.drifts if d.kind == "nan"]
-    f_val = np.full(cfg.length, np.nan)  # correct (0/1) or reconstruction error, per sample
-    o_val = np.full(cfg.length, np.nan)
-    times: list[float] = []
-    held_t: list[float] = []
-    held_f: list[float] = []
-    held_o: list[float] = []
-    at_horizon: dict[int, float] = {}
-    before_new: OnlineHead | None = None
-    rollback_at: list[int] = []
-    grew_at: list[int] = []
+    trace = _Trace(
+        frozen_val=np.full(cfg.length, np.nan),
+        online_val=np.full(cfg.length, np.nan),
+        update_us=[],
+        heldout={"t": [], "frozen": [], "online": []},
+        at_horizon={},
+        before_new=None,
+        rollback_at=[],
+        grew_at=[],
+    )
     for t in range(cfg.length):
         r, row = int(regime_of[t]), int(order[t])
         x = regimes[r][row]
         if any(t >= d.at and rng.random() < float(d.value or 0) for d in nan_drifts):
             x = np.full_like(x, np.nan)
         if newclass is not None and t == newclass.at:
-            before_new = online.copy()
+            trace.before_new = online.copy()
         if np.isfinite(x).all():
             if isinstance(online, OnlineClassifier):
-                f_val[t] = frozen.predict(x)[0] == labels[row]
-                o_val[t] = online.predict(x)[0] == labels[row]
+                assert isinstance(frozen, OnlineClassifier)
+                trace.frozen_val[t] = frozen.predict(x)[0] == labels[row]
+                trace.online_val[t] = online.predict(x)[0] == labels[row]
             else:
                 assert isinstance(online, OnlineAutoencoder)
                 assert isinstance(frozen, OnlineAutoencoder)
-                f_val[t] = frozen.reconstruction_error(x)[0]
-                o_val[t] = online.reconstruction_error(x)[0]
+                trace.frozen_val[t] = frozen.reconstruction_error(x)[0]
+                trace.online_val[t] = online.reconstruction_error(x)[0]
         n_roll, n_cls = online.n_rollbacks_, getattr(online, "n_classes", 0)
         skipped = online.n_skipped_
         t0 = time.perf_counter_ns()
         online.partial_fit(x[None], [labels[row]])
         if online.n_skipped_ == skipped:
-            times.append((time.perf_counter_ns() - t0) / 1e3)
+            trace.update_us.append((time.perf_counter_ns() - t0) / 1e3)
         if online.n_rollbacks_ != n_roll:
-            rollback_at.append(t)
+            trace.rollback_at.append(t)
         if getattr(online, "n_classes", 0) != n_cls:
-            grew_at.append(t)
+            trace.grew_at.append(t)
         if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.length:
-            rows = eval_rows if newclass is None or t >= newclass.at else eval_old
-            held_t.append(float(t + 1))
-            held_f.append(score(frozen, regimes[r], rows))
-            held_o.append(score(online, regimes[r], rows))
+            rows = split.heldout if newclass is None or t >= newclass.at else split.heldout_old
+            trace.heldout["t"].append(float(t + 1))
+            trace.heldout["frozen"].append(score(frozen, regimes[r], rows))
+            trace.heldout["online"].append(score(online, regimes[r], rows))
         for k, a in enumerate(onsets):
             if t + 1 == a + cfg.horizon:
-                at_horizon[k] = score(online, regimes[k + 1], eval_old)
+                trace.at_horizon[k] = score(online, regimes[k + 1], split.heldout_old)
+    return trace
 
+
+def _forgetting(
+    inputs: ReplayInputs,
+    cfg: ReplayConfig,
+    split: _Split,
+    heads: tuple[OnlineHead, OnlineHead],
+    trace: _Trace,
+    newclass: Drift | None,
+) -> dict[str, Any] | None:
+    """Original-class accuracy before and after a new class appeared, and the new class's."""
+    online, frozen = heads
+    if newclass is None or not isinstance(online, OnlineClassifier) or trace.before_new is None:
+        return None
+    score = _Scorer(cfg.head, split.names, split.anomaly)
+    onsets = [g[0].at for g in inputs.groups]
+    x_new = inputs.regimes[int(np.searchsorted(onsets, newclass.at, side="right"))]
+    old = split.heldout_old
+    new_rows = np.asarray(
+        [r for r in split.heldout if split.labels[r] == newclass.target], dtype=np.int64
+    )
+    acc_b, acc_a = score(trace.before_new, x_new, old), score(online, x_new, old)
+    return {
+        "drift": str(newclass),
+        "before": acc_b,
+        "after": acc_a,
+        "points": 100 * (acc_b - acc_a),
+        "frozen_original_classes": score(frozen, x_new, old),
+        "new_class_accuracy": score(online, x_new, new_rows),
+        "new_class_grown_at": trace.grew_at[0] if trace.grew_at else None,
+    }
+
+
+def run_replay(inputs: ReplayInputs, config: ReplayConfig | None = None) -> ReplayReport:
+    """Warm-start a head, then replay the stream sample by sample (module docstring).
+
+    Raises:
+        StreamError: a classifier on an unlabelled stream, or too few samples.
+        DriftSpecError: a ``newclass`` label absent from the stream.
+        DivergenceError: the online head kept diverging down to its smallest learning rate.
+    """
+    cfg = config or ReplayConfig()
+    cfg.check()
+    newclass = _check(inputs, cfg)
+    held = newclass.target if newclass is not None else None
+    rng = np.random.default_rng(cfg.seed)
+    split = _split_pool(inputs, cfg, held, rng)
+    online, source = _warm_start(inputs, cfg, split, held)
+    heads = (online, online.copy())  # the online head and its frozen twin
+    order = _order(
+        split.stream, split.labels, held, newclass.at if newclass else 0, cfg.length, rng
+    )
+    trace = _run_stream(inputs, cfg, split, heads, order, newclass, rng)
+
+    score = _Scorer(cfg.head, split.names, split.anomaly)
     metric = "accuracy" if cfg.head == "classifier" else "auc"
-    windows = _windows(f_val, o_val, order, anomaly, cfg, metric)
-    recovery = []
-    for k, group in enumerate(groups):
-        recovery.append(
-            _recovery(
-                group,
-                score(frozen, regimes[k], eval_old),
-                score(frozen, regimes[k + 1], eval_old),
-                at_horizon.get(k),
-                list(zip(held_t, held_o, strict=True)),
-                cfg,
-            )
+    curve = list(zip(trace.heldout["t"], trace.heldout["online"], strict=True))
+    recovery = [
+        _recovery(
+            group,
+            score(heads[1], inputs.regimes[k], split.heldout_old),
+            score(heads[1], inputs.regimes[k + 1], split.heldout_old),
+            trace.at_horizon.get(k),
+            curve,
+            cfg,
         )
-    forgetting = None
-    if newclass is not None and isinstance(online, OnlineClassifier) and before_new is not None:
-        x_new = regimes[int(regime_of[newclass.at])]
-        new_eval = np.asarray([r for r in eval_rows if labels[r] == held], dtype=np.int64)
-        acc_b, acc_a = score(before_new, x_new, eval_old), score(online, x_new, eval_old)
-        forgetting = {
-            "drift": str(newclass),
-            "before": acc_b,
-            "after": acc_a,
-            "points": 100 * (acc_b - acc_a),
-            "frozen_original_classes": score(frozen, x_new, eval_old),
-            "new_class_accuracy": score(online, x_new, new_eval),
-            "new_class_grown_at": grew_at[0] if grew_at else None,
-        }
+        for k, group in enumerate(inputs.groups)
+    ]
+    ext, pool, times = inputs.extractor, inputs.pool, trace.update_us
     costs = {
         "ram_bytes": online.ram_bytes(),
         "ram_breakdown": online.ram_breakdown(),
@@ -406,29 +491,29 @@ def run_replay(inputs: ReplayInputs, config: ReplayConfig | None = None) -> Repl
         "updates": online.n_updates_,
         "skipped_nan": online.n_skipped_,
         "rollbacks": online.n_rollbacks_,
-        "rollback_at": rollback_at,
+        "rollback_at": trace.rollback_at,
         "lr_final": float(online.lr_),
         "classes": [str(c) for c in getattr(online, "classes_", [])],
-        "grew_at": grew_at,
+        "grew_at": trace.grew_at,
     }
     info = {
         "student_sensors": {k: list(v) for k, v in inputs.sensors.items()},
         "stream": pool.description,
         "head": cfg.head,
         "warm_start": source,
-        "pool": n_pool,
-        "stream_rows": len(stream_rows),
-        "heldout_rows": len(eval_rows),
+        "pool": len(pool.data),
+        "stream_rows": len(split.stream),
+        "heldout_rows": len(split.heldout),
         "config": asdict(cfg),
     }
     return ReplayReport(
         info=info,
         drifts=list(inputs.drifts),
         metric=metric,
-        windows=windows,
-        heldout={"t": held_t, "frozen": held_f, "online": held_o},
+        windows=_windows(trace.frozen_val, trace.online_val, order, split.anomaly, cfg, metric),
+        heldout=trace.heldout,
         recovery=recovery,
-        forgetting=forgetting,
+        forgetting=_forgetting(inputs, cfg, split, heads, trace, newclass),
         costs=costs,
         counters=counters,
         head=online,
