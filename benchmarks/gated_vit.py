@@ -24,6 +24,11 @@ at 10/20/10/60 m) and EuroSAT-MS (``../shared/data/eurosat-ms``: 271 Sentinel-2 
 splits are small (63 and 54 samples: one sample is 1.6 and 1.9 points), so differences of a few
 points are within noise.
 
+``--folds K`` replaces the one split by stratified K-fold cross-validation over every sample (each
+scored once; accuracy pooled over the folds, std across folds): with a few hundred images this
+is the only way to resolve differences of a few points. ``--validate F`` scores a held-out share
+of the training split instead and never reads the test split (for choosing settings).
+
 ``--seeds N`` repeats training with N seeds (same split) and reports mean ± std; the committed
 results used ``--seeds 3`` (about 26 minutes here):
 
@@ -125,9 +130,18 @@ def _augment(sample: Sample, g: torch.Generator) -> Sample:
     )
 
 
+Split = tuple[list[Sample], list[Sample]]
+
+
+def _normalised(train: list[Sample], test: list[Sample], data: LabelledData) -> Split:
+    """Both halves normalised with statistics of ``train`` only."""
+    norm = Normaliser(compute_stats(train, data.specs))
+    return [norm(s) for s in train], [norm(s) for s in test]
+
+
 def _prepare(
     data: LabelledData, max_samples: int | None, seed: int, validate: float | None = None
-) -> tuple[list[Sample], list[Sample]]:
+) -> Split:
     """Normalised train and test Samples (train capped at ``max_samples``, drawn with ``seed``);
     statistics from the training split only. With ``validate``, that share of the training split
     (stratified, seeded) is scored instead of the test split, which is then never read: settings
@@ -143,8 +157,19 @@ def _prepare(
     if max_samples is not None and len(train) > max_samples:
         keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
         train = [train[int(i)] for i in keep[:max_samples]]
-    norm = Normaliser(compute_stats(train, data.specs))
-    return [norm(s) for s in train], [norm(s) for s in test]
+    return _normalised(train, test, data)
+
+
+def _folds(data: LabelledData, k: int, seed: int) -> list[Split]:
+    """Stratified ``k``-fold cross-validation over every labelled Sample (train and test pooled):
+    each Sample is scored exactly once, by models that never trained on it."""
+    from sklearn.model_selection import StratifiedKFold
+
+    pooled = [data.train[i] for i in range(len(data.train))]  # type: ignore[arg-type]
+    pooled += [data.test[i] for i in range(len(data.test))]  # type: ignore[arg-type]
+    y = [int(s.label) for s in pooled]  # type: ignore[arg-type]
+    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(pooled, y)
+    return [_normalised([pooled[i] for i in tr], [pooled[i] for i in te], data) for tr, te in folds]
 
 
 def _build(
@@ -261,24 +286,38 @@ def _run_one(
 
 def run_dataset(source: str, args: argparse.Namespace) -> dict[str, Any]:
     # One split (--seed) for every model and training seed: seeds vary init, order, augmentation.
+    # With --folds K, K splits instead (one training seed each unless --seeds says more).
     data = load_labelled(source, seed=args.seed)
-    train, test = _prepare(data, args.max_samples, args.seed, args.validate)
+    if args.folds:
+        splits = _folds(data, args.folds, args.seed)
+    else:
+        splits = [_prepare(data, args.max_samples, args.seed, args.validate)]
     rows = []
     for kind in args.models:
         runs = []
-        for seed in range(args.seed, args.seed + args.seeds):
-            runs.append(_run_one(kind, data, train, test, seed, args))
-            print(
-                f"  {kind} (seed {seed}): accuracy {runs[-1]['accuracy']:.3f}, "
-                f"{runs[-1]['seconds']} s",
-                file=sys.stderr,
-            )
+        for fold, (train, test) in enumerate(splits):
+            for seed in range(args.seed, args.seed + args.seeds):
+                run = _run_one(kind, data, train, test, seed + fold * args.seeds, args)
+                if args.folds:
+                    run = {"fold": fold, "n_test": len(test), **run}
+                runs.append(run)
+                where = f"fold {fold}, " if args.folds else ""
+                print(
+                    f"  {kind} ({where}seed {run['seed']}): accuracy {run['accuracy']:.3f}, "
+                    f"{run['seconds']} s",
+                    file=sys.stderr,
+                )
         acc = torch.tensor([r["accuracy"] for r in runs], dtype=torch.float64)
+        if args.folds:  # every sample once per seed: pool the correct answers
+            n = torch.tensor([r["n_test"] for r in runs], dtype=torch.float64)
+            mean = float((acc * n).sum() / n.sum())
+        else:
+            mean = float(acc.mean())
         row: dict[str, Any] = {
             "model": kind,
             "parameters": runs[0]["parameters"],
             "macs_per_sample": round(sum(r["macs_per_sample"] for r in runs) / len(runs)),
-            "accuracy": round(float(acc.mean()), 4),
+            "accuracy": round(mean, 4),
             "accuracy_std": round(float(acc.std()), 4) if len(runs) > 1 else 0.0,
             "seconds": round(sum(r["seconds"] for r in runs) / len(runs), 1),
             "runs": runs,
@@ -304,17 +343,18 @@ def run_dataset(source: str, args: argparse.Namespace) -> dict[str, Any]:
         targets["gated_over_dense_macs"] = round(
             by["gated"]["macs_per_sample"] / by["dense"]["macs_per_sample"], 3
         )
-    scored = "validation" if args.validate else "test"
+    if args.folds:
+        scored, note = "cross-validation", f"; {args.folds}-fold cross-validation, all samples"
+    elif args.validate:
+        scored, note = "validation", f"; scored on {args.validate:.0%} of train (test unread)"
+    else:
+        scored, note = "test", ""
     return {
-        "data": data.description
-        + (
-            f"; scored on {args.validate:.0%} of train held out (test unread)"
-            if args.validate
-            else ""
-        ),
+        "data": data.description + note,
         "scored_on": scored,
-        "n_train": len(train),
-        "n_test": len(test),
+        "folds": args.folds,
+        "n_train": sum(len(tr) for tr, _ in splits) // len(splits),
+        "n_test": sum(len(te) for _, te in splits),
         "rows": rows,
         "targets": targets,
     }
@@ -325,7 +365,9 @@ def markdown(report: dict[str, Any]) -> str:
     for ds in report["datasets"]:
         lines += [
             f"**{ds['data']}** (trained on {ds['n_train']}, {report['epochs']} epochs, "
-            f"{report['settings']['seeds']} seed(s): accuracy mean ± std)",
+            f"{report['settings']['seeds']} seed(s)"
+            + (f" × {ds['folds']} folds" if ds.get("folds") else "")
+            + ": accuracy mean ± std)",
             "",
             "| model | parameters | MACs / sample | accuracy | skip share | train s / run |",
             "|---|---|---|---|---|---|",
@@ -423,6 +465,14 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="K > 0: a native-resolution pixel stage (band mixing + depthwise 3×3) in each stem",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="stratified K-fold cross-validation over train and test pooled: every sample scored "
+        "once (accuracy pooled over folds; std over folds) instead of one small test split",
     )
     p.add_argument(
         "--validate",

@@ -43,3 +43,19 @@ def test_validate_scores_a_held_out_share_of_train(tmp_path: Path) -> None:
     assert ds["scored_on"] == "validation" and "test unread" in ds["data"]
     total = ds["n_train"] + ds["n_test"]
     assert abs(ds["n_test"] - 0.25 * total) <= 1  # a quarter of the training split, not the test
+
+
+def test_folds_score_every_sample_once(tmp_path: Path) -> None:
+    out = tmp_path / "folds.json"
+    main(
+        ["--data", "synthetic", "--models", "gated", "--epochs", "1", "--mac-samples", "1",
+         "--width", "16", "--depth", "1", "--heads", "2", "--folds", "3", "--json", str(out)]
+    )  # fmt: skip
+    (ds,) = json.loads(out.read_text())["datasets"]
+    (row,) = ds["rows"]
+    assert ds["scored_on"] == "cross-validation" and ds["folds"] == 3
+    assert [r["fold"] for r in row["runs"]] == [0, 1, 2]
+    assert sum(r["n_test"] for r in row["runs"]) == ds["n_test"]
+    assert ds["n_train"] + ds["n_test"] // 3 in range(ds["n_test"] - 2, ds["n_test"] + 3)
+    pooled = sum(r["accuracy"] * r["n_test"] for r in row["runs"]) / ds["n_test"]
+    assert abs(row["accuracy"] - pooled) < 1e-3
