@@ -69,6 +69,16 @@ def test_pretrain_cost_quick(tmp_path: Path) -> None:
     assert result["macs_ratio_csf_over_ours"] > 1.0
 
 
+def test_pretrain_cost_probe_scores_unseen_places_too(tmp_path: Path) -> None:
+    from benchmarks.pretrain_cost import main as cost_main
+
+    result = cost_main(["--batch", "4", "--steps", "1", "--repeats", "1", "--width", "16",
+                        "--probe-steps", "1", "--extra-places", "1"])  # fmt: skip
+    for row in result["rows"].values():
+        assert row["probe_test_chips"] > 63  # the 63 chips of the spatial split + one new place
+        assert 0 <= row["probe_accuracy"] <= 1 and 0 <= row["probe_accuracy_split_only"] <= 1
+
+
 def test_site_calibration_remounts_every_axis(shared_data: Path, tmp_path: Path) -> None:
     import numpy as np
 
