@@ -424,13 +424,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.set_xticks([5, 10, 20, 50, 100, 200], ["5", "10", "20", "50", "100", "200"])
         ax.minorticks_off()
         ax.set_xlabel("MACs per sample (millions, log)")
-        ax.set_ylabel("test accuracy")
+        scored = ds.get("scored_on", "test")
+        ax.set_ylabel("accuracy" if scored == "test" else f"accuracy ({scored})")
         ax.set_ylim(0, 1)
-        ax.set_title(ds["data"].split(";")[0], fontsize=8)
+        title = ds["data"].split(";")[0]
+        if ds.get("folds"):
+            title = f"{title.split(':')[0]}: {ds['n_test']} samples, {ds['folds']}-fold CV"
+        ax.set_title(title, fontsize=8)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(
-        f"from scratch, {report['epochs']} epochs, {report['settings']['seeds']} seed(s), "
-        "mean ± std (marker area ∝ parameters)",
+        f"from scratch, {report['epochs']} epochs, {report['settings']['seeds']} seed(s) "
+        "per split, mean ± std (area ∝ parameters)",
         fontsize=9,
     )
     fig.tight_layout()
