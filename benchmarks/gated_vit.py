@@ -160,9 +160,10 @@ def _prepare(
     return _normalised(train, test, data)
 
 
-def _folds(data: LabelledData, k: int, seed: int) -> list[Split]:
+def _folds(data: LabelledData, k: int, seed: int, max_samples: int | None = None) -> list[Split]:
     """Stratified ``k``-fold cross-validation over every labelled Sample (train and test pooled):
-    each Sample is scored exactly once, by models that never trained on it."""
+    each Sample is scored exactly once, by models that never trained on it (training folds capped
+    at ``max_samples``)."""
     from sklearn.model_selection import StratifiedKFold
 
     pooled = [data.train[i] for i in range(len(data.train))]  # type: ignore[arg-type]
@@ -289,7 +290,7 @@ def run_dataset(source: str, args: argparse.Namespace) -> dict[str, Any]:
     # With --folds K, K splits instead (one training seed each unless --seeds says more).
     data = load_labelled(source, seed=args.seed)
     if args.folds:
-        splits = _folds(data, args.folds, args.seed)
+        splits = _folds(data, args.folds, args.seed, args.max_samples)
     else:
         splits = [_prepare(data, args.max_samples, args.seed, args.validate)]
     rows = []
@@ -326,23 +327,7 @@ def run_dataset(source: str, args: argparse.Namespace) -> dict[str, Any]:
         if skips:
             row["skip_share"] = round(sum(skips) / len(skips), 3)
         rows.append(row)
-    by = {r["model"]: r for r in rows}
-    targets: dict[str, Any] = {}
-    if "mobilevitv2_100" in by and "gated" in by:
-        ref, ours = by["mobilevitv2_100"], by["gated"]
-        ratio = ref["parameters"] / ours["parameters"]
-        drop = 100 * (ref["accuracy"] - ours["accuracy"])
-        targets = {
-            "parameter_ratio": round(ratio, 2),
-            "accuracy_drop_points": round(drop, 2),
-            "parameters_4x_fewer": bool(ratio >= 4),
-            "accuracy_within_1_point": bool(drop <= 1),
-            "met": bool(ratio >= 4 and drop <= 1),
-        }
-    if "dense" in by and "gated" in by:
-        targets["gated_over_dense_macs"] = round(
-            by["gated"]["macs_per_sample"] / by["dense"]["macs_per_sample"], 3
-        )
+    targets = _targets(rows)
     if args.folds:
         scored, note = "cross-validation", f"; {args.folds}-fold cross-validation, all samples"
     elif args.validate:
@@ -357,6 +342,70 @@ def run_dataset(source: str, args: argparse.Namespace) -> dict[str, Any]:
         "n_test": sum(len(te) for _, te in splits),
         "rows": rows,
         "targets": targets,
+    }
+
+
+def _targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Issue 9's target from a dataset's rows; with folds, also the per-fold paired differences
+    (MobileViTV2 − gated, points) and their standard error."""
+    by = {r["model"]: r for r in rows}
+    targets: dict[str, Any] = {}
+    if "mobilevitv2_100" in by and "gated" in by:
+        ref, ours = by["mobilevitv2_100"], by["gated"]
+        ratio = ref["parameters"] / ours["parameters"]
+        drop = 100 * (ref["accuracy"] - ours["accuracy"])
+        targets = {
+            "parameter_ratio": round(ratio, 2),
+            "accuracy_drop_points": round(drop, 2),
+            "parameters_4x_fewer": bool(ratio >= 4),
+            "accuracy_within_1_point": bool(drop <= 1),
+            "met": bool(ratio >= 4 and drop <= 1),
+        }
+        folds = [r.get("fold") for r in ours["runs"]]
+        if None not in folds and folds == [r.get("fold") for r in ref["runs"]] and len(folds) > 1:
+            pairs = zip(ref["runs"], ours["runs"], strict=True)
+            diffs = torch.tensor([100 * (a["accuracy"] - b["accuracy"]) for a, b in pairs])
+            targets["accuracy_drop_per_fold_points"] = [round(float(d), 1) for d in diffs]
+            targets["accuracy_drop_standard_error_points"] = round(
+                float(diffs.std() / len(diffs) ** 0.5), 2
+            )
+    if "dense" in by and "gated" in by:
+        targets["gated_over_dense_macs"] = round(
+            by["gated"]["macs_per_sample"] / by["dense"]["macs_per_sample"], 3
+        )
+    return targets
+
+
+def combine(reports: Sequence[dict[str, Any]], commands: Sequence[str]) -> dict[str, Any]:
+    """One report from several runs of this benchmark on the *same* splits (e.g. one process per
+    model, run side by side): rows joined per dataset, targets recomputed.
+
+    Raises:
+        ValueError: the runs differ in data, scoring, folds, sample counts or epochs, or name
+            a model twice.
+    """
+    first = reports[0]
+    key = ("data", "scored_on", "folds", "n_train", "n_test")
+    datasets = []
+    for i, ds in enumerate(first["datasets"]):
+        rows = list(ds["rows"])
+        for rep, cmd in zip(reports[1:], commands[1:], strict=True):
+            other = rep["datasets"][i] if i < len(rep["datasets"]) else {}
+            diff = [k for k in key if other.get(k) != ds.get(k)]
+            if diff or rep["epochs"] != first["epochs"]:
+                raise ValueError(f"{cmd}: not the same splits as {commands[0]} (differs in {diff})")
+            rows += other["rows"]
+        names = [r["model"] for r in rows]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a model appears twice among the runs: {names}")
+        datasets.append({**ds, "rows": rows, "targets": _targets(rows)})
+    return {
+        **first,
+        "command": [r["command"] for r in reports],
+        "combined_from": list(commands),
+        "datasets": datasets,
+        "settings": {"seeds": first["settings"]["seeds"], "runs": [r["settings"] for r in reports]},
+        "seconds": round(sum(r["seconds"] for r in reports), 1),
     }
 
 
@@ -387,6 +436,12 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{t['accuracy_drop_points']:+.1f} points (target ≤ 1: "
                 f"{'PASS' if t['accuracy_within_1_point'] else 'MISS'})",
             ]
+        if "accuracy_drop_standard_error_points" in t:
+            per_fold = ", ".join(f"{d:+.1f}" for d in t["accuracy_drop_per_fold_points"])
+            lines.append(
+                f"- accuracy lost per fold: {per_fold} points "
+                f"(standard error {t['accuracy_drop_standard_error_points']:.1f})"
+            )
         if "gated_over_dense_macs" in t:
             lines.append(f"- gated / dense MACs per sample: {t['gated_over_dense_macs']:.2f}")
         lines.append("")
@@ -490,6 +545,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0, help="split seed and first training seed")
     p.add_argument("--seeds", type=int, default=1, help="training seeds per model (mean ± std)")
+    p.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="join the --json outputs of runs on the same splits (e.g. one process per model) "
+        "into one report with the targets recomputed; trains nothing",
+    )
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None)
     return p
@@ -497,6 +560,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = _parser().parse_args(argv)
+    if args.combine:
+        import json
+
+        report = combine([json.loads(Path(f).read_text()) for f in args.combine], args.combine)
+        print(markdown(report))
+        if args.json:
+            write_json(args.json, report)
+        if args.plot:
+            plot(report, args.plot)
+        return report
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

@@ -59,3 +59,22 @@ def test_folds_score_every_sample_once(tmp_path: Path) -> None:
     assert ds["n_train"] + ds["n_test"] // 3 in range(ds["n_test"] - 2, ds["n_test"] + 3)
     pooled = sum(r["accuracy"] * r["n_test"] for r in row["runs"]) / ds["n_test"]
     assert abs(row["accuracy"] - pooled) < 1e-3
+
+
+def test_combine_joins_runs_on_the_same_folds_and_refuses_others(tmp_path: Path) -> None:
+    common = ["--data", "synthetic", "--epochs", "1", "--mac-samples", "1", "--width", "16",
+              "--depth", "1", "--heads", "2", "--max-samples", "8"]  # fmt: skip
+    a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    main([*common, "--folds", "2", "--models", "gated", "--json", str(a)])
+    main([*common, "--folds", "2", "--models", "dense", "--json", str(b)])
+    main([*common, "--models", "dense", "--json", str(c)])  # one split, not folds
+    out = tmp_path / "joined.json"
+    report = main(["--combine", str(a), str(b), "--json", str(out)])
+    (ds,) = report["datasets"]
+    assert [r["model"] for r in ds["rows"]] == ["gated", "dense"]
+    assert "gated_over_dense_macs" in ds["targets"]
+    assert json.loads(out.read_text())["combined_from"] == [str(a), str(b)]
+    with pytest.raises(ValueError, match="not the same splits"):
+        main(["--combine", str(a), str(c)])
+    with pytest.raises(ValueError, match="appears twice"):
+        main(["--combine", str(a), str(a)])
