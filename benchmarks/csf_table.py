@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.report import write_json
+from benchmarks.report import publish
 from fusion.data.labelled import LabelledData, load_labelled
 from fusion.data.shared import shared_data_dir
 from fusion.files import save_figure
@@ -204,13 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None)
     args = p.parse_args(argv)
-    report = run(args)
-    print(markdown(report))
-    if args.json:
-        write_json(args.json, report)
-    if args.plot:
-        plot(report, args.plot)
-    return report
+    return publish(run(args), markdown, args.json, args.plot, plot)
 
 
 if __name__ == "__main__":

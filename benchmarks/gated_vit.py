@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.presto_fuel_moisture import command_line, machine
-from benchmarks.report import write_json
+from benchmarks.report import publish
 from fusion.data.collate import Batch, collate_samples
 from fusion.data.labelled import LabelledData, load_labelled
 from fusion.data.normalise import Normaliser, compute_stats
@@ -563,13 +563,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.combine:
         import json
 
-        report = combine([json.loads(Path(f).read_text()) for f in args.combine], args.combine)
-        print(markdown(report))
-        if args.json:
-            write_json(args.json, report)
-        if args.plot:
-            plot(report, args.plot)
-        return report
+        runs = [json.loads(Path(f).read_text()) for f in args.combine]
+        return publish(combine(runs, args.combine), markdown, args.json, args.plot, plot)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -599,12 +594,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "(every stream resampled to the finest grid and stacked).",
         ],
     }
-    print(markdown(report))
-    if args.json:
-        write_json(args.json, report)
-    if args.plot:
-        plot(report, args.plot)
-    return report
+    return publish(report, markdown, args.json, args.plot, plot)
 
 
 if __name__ == "__main__":
