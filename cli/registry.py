@@ -17,6 +17,7 @@ from cli.errors import reports_errors
 
 if TYPE_CHECKING:
     from fusion.registry import ModelVersion, Registry
+    from fusion.registry.records import AliasEvent
 
 app = typer.Typer(
     help="Versioned students: immutable NAME:MAJOR.MINOR.PATCH versions, aliases, tags, lineage.",
@@ -216,13 +217,7 @@ def promote_cmd(
 ) -> None:
     """Move an alias of a model to a version (its earlier target is kept for rollback)."""
     event = _open(registry).promote(ref, alias)
-    if as_json:
-        _echo_json(event.to_dict())
-        return
-    console.print(
-        f"{event.name}@{event.alias} → {event.version} (was {event.previous or '-'})",
-        highlight=False,
-    )
+    _report_move(event, as_json, f"was {event.previous or '-'}")
 
 
 @app.command("rollback")
@@ -235,13 +230,15 @@ def rollback_cmd(
 ) -> None:
     """Move an alias back to where it pointed before its latest promotion (history kept)."""
     event = _open(registry).rollback(name, alias)
+    _report_move(event, as_json, f"rolled back from {event.previous}")
+
+
+def _report_move(event: AliasEvent, as_json: bool, note: str) -> None:
+    """An alias move, as JSON or as one line ``NAME@ALIAS → VERSION (note)``."""
     if as_json:
         _echo_json(event.to_dict())
         return
-    console.print(
-        f"{event.name}@{event.alias} → {event.version} (rolled back from {event.previous})",
-        highlight=False,
-    )
+    console.print(f"{event.name}@{event.alias} → {event.version} ({note})", highlight=False)
 
 
 @app.command("diff")
