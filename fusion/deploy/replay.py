@@ -353,6 +353,7 @@ def _run_stream(
     cfg: ReplayConfig,
     split: _Split,
     heads: tuple[OnlineHead, OnlineHead],
+    score: _Scorer,
     order: np.ndarray,
     newclass: Drift | None,
     rng: np.random.Generator,
@@ -360,7 +361,6 @@ def _run_stream(
     """Test, then train, sample by sample; held-out scores every ``eval_every`` samples."""
     online, frozen = heads
     regimes, labels = inputs.regimes, split.labels
-    score = _Scorer(cfg.head, split.names, split.anomaly)
     onsets = [g[0].at for g in inputs.groups]
     regime_of = np.searchsorted(onsets, np.arange(cfg.length), side="right")
     nan_drifts = [d for d in inputs.drifts if d.kind == "nan"]
@@ -414,9 +414,9 @@ def _run_stream(
 
 def _forgetting(
     inputs: ReplayInputs,
-    cfg: ReplayConfig,
     split: _Split,
     heads: tuple[OnlineHead, OnlineHead],
+    score: _Scorer,
     trace: _Trace,
     newclass: Drift | None,
 ) -> dict[str, Any] | None:
@@ -424,7 +424,6 @@ def _forgetting(
     online, frozen = heads
     if newclass is None or not isinstance(online, OnlineClassifier) or trace.before_new is None:
         return None
-    score = _Scorer(cfg.head, split.names, split.anomaly)
     onsets = [g[0].at for g in inputs.groups]
     x_new = inputs.regimes[int(np.searchsorted(onsets, newclass.at, side="right"))]
     old = split.heldout_old
@@ -462,9 +461,9 @@ def run_replay(inputs: ReplayInputs, config: ReplayConfig | None = None) -> Repl
     order = _order(
         split.stream, split.labels, held, newclass.at if newclass else 0, cfg.length, rng
     )
-    trace = _run_stream(inputs, cfg, split, heads, order, newclass, rng)
-
     score = _Scorer(cfg.head, split.names, split.anomaly)
+    trace = _run_stream(inputs, cfg, split, heads, score, order, newclass, rng)
+
     metric = "accuracy" if cfg.head == "classifier" else "auc"
     curve = list(zip(trace.heldout["t"], trace.heldout["online"], strict=True))
     recovery = [
@@ -513,7 +512,7 @@ def run_replay(inputs: ReplayInputs, config: ReplayConfig | None = None) -> Repl
         windows=_windows(trace.frozen_val, trace.online_val, order, split.anomaly, cfg, metric),
         heldout=trace.heldout,
         recovery=recovery,
-        forgetting=_forgetting(inputs, cfg, split, heads, trace, newclass),
+        forgetting=_forgetting(inputs, split, heads, score, trace, newclass),
         costs=costs,
         counters=counters,
         head=online,
