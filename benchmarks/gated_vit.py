@@ -559,7 +559,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.folds is not None and args.folds < 2:
+        parser.error(f"--folds needs at least 2 folds, got {args.folds}")
+    if args.validate is not None and not 0 < args.validate < 1:
+        parser.error(f"--validate is a share of the training split in (0, 1), got {args.validate}")
+    missing = [f for f in args.combine or () if not Path(f).is_file()]
+    if missing:
+        parser.error(f"--combine: no such report file(s): {', '.join(missing)}")
     if args.combine:
         import json
 

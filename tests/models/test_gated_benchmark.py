@@ -78,3 +78,19 @@ def test_combine_joins_runs_on_the_same_folds_and_refuses_others(tmp_path: Path)
         main(["--combine", str(a), str(c)])
     with pytest.raises(ValueError, match="appears twice"):
         main(["--combine", str(a), str(a)])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--folds", "1"], "at least 2 folds"),
+        (["--validate", "1.5"], "in (0, 1)"),
+        (["--combine", "missing.json"], "no such report file"),
+    ],
+)
+def test_bad_protocol_options_are_named(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
