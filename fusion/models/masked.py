@@ -21,6 +21,7 @@ __all__ = [
     "conv_nd",
     "masked_adaptive_pool",
     "masked_fill",
+    "renormaliser",
     "zero_invalid",
 ]
 
@@ -112,7 +113,12 @@ class PartialConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, *, filled: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        filled: bool = False,
+        within: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Convolve.
 
@@ -121,9 +127,12 @@ class PartialConv(nn.Module):
             mask: bool ``(N, 1, *S)``.
             filled: ``x`` is already finite and exactly zero where ``mask`` is ``False`` (skips
                 one pass over the input).
+            within: bool ``(N, 1, *S')``: keep only these output cells (e.g. the input's own
+                mask for a stride-1 layer, whose outputs are otherwise valid on a dilated mask);
+                cheaper than zeroing the result afterwards.
 
         Returns:
-            ``(y, mask_out)``: ``(N, C_out, *S')`` and bool ``(N, 1, *S')``.
+            ``(y, mask_out)``: ``(N, C_out, *S')`` and bool ``(N, 1, *S')`` (``within`` when given).
         """
         if self.stride > 1:
             pad: list[int] = []
@@ -132,12 +141,35 @@ class PartialConv(nn.Module):
             if any(pad):
                 x, mask = F.pad(x, pad), F.pad(mask, pad, value=False)
         y = self.conv(x if filled else masked_fill(x, mask))
-        frac = _avg_pool(self.dims, mask.to(x.dtype), self.kernel, self.stride, self.padding)
-        valid = frac > 0
-        y = y / torch.where(valid, frac, torch.ones_like(frac))
+        scale, valid = renormaliser(mask, self.kernel, self.stride, self.padding, y.dtype)
+        if within is not None:
+            scale, valid = scale * within.to(scale.dtype), within
+        # An output whose window saw no valid input is exactly 0 (its inputs were zero-filled), so
+        # one product both renormalises and keeps invalid outputs at 0.
+        y = y * scale
         if self.bias is not None:
-            y = y + self.bias.view(1, -1, *([1] * self.dims))
-        return zero_invalid(y, valid), valid  # y is finite: computed from the filled input
+            y = torch.addcmul(y, valid.to(y.dtype), self.bias.view(1, -1, *([1] * self.dims)))
+        return y, valid
+
+
+def renormaliser(
+    mask: torch.Tensor, kernel: int, stride: int, padding: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Partial-convolution weights of a mask: ``|window| / |valid in window|`` and validity.
+
+    Args:
+        mask: bool ``(N, 1, *S)``.
+        kernel, stride, padding: the convolution's (padding counts as invalid cells).
+        dtype: of the returned scale.
+
+    Returns:
+        ``(scale, valid)``: ``(N, 1, *S')`` float, 0 where no input of the window is valid, and
+        bool ``(N, 1, *S')``.
+    """
+    dims: Dims = 1 if mask.dim() == 3 else 2
+    frac = _avg_pool(dims, mask.to(dtype), kernel, stride, padding)
+    valid = frac > 0
+    return torch.where(valid, frac.reciprocal(), torch.zeros_like(frac)), valid
 
 
 class MaskedGroupNorm(nn.Module):
@@ -161,22 +193,30 @@ class MaskedGroupNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Normalise ``x`` ``(N, C, *S)`` over valid cells of ``mask`` ``(N, 1, *S)``."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, *, filled: bool = False) -> torch.Tensor:
+        """Normalise ``x`` ``(N, C, *S)`` over valid cells of ``mask`` ``(N, 1, *S)``.
+
+        ``filled``: ``x`` is already finite and zero where ``mask`` is ``False`` (skips a pass).
+        Works in any memory layout (channels-last rasters stay channels-last).
+        """
         n, c = x.shape[:2]
-        spatial = x.shape[2:]
-        m = mask.to(x.dtype).reshape(n, 1, 1, -1)
-        xg = masked_fill(x, mask).reshape(n, self.groups, c // self.groups, -1)
-        count = (m.sum(dim=-1, keepdim=True) * (c // self.groups)).clamp(min=1.0)
-        mean = (xg * m).sum(dim=(-2, -1), keepdim=True) / count
-        var = (((xg - mean) * m) ** 2).sum(dim=(-2, -1), keepdim=True) / count
-        y = ((xg - mean) * torch.rsqrt(var + self.eps)).reshape(n, c, *spatial)
-        shape = (1, c, *([1] * len(spatial)))
-        return zero_invalid(y * self.weight.view(shape) + self.bias.view(shape), mask)
+        g = self.groups
+        dims = tuple(range(2, x.dim()))
+        m = mask.to(x.dtype)
+        xm = x if filled else masked_fill(x, mask)
+        count = (m.sum(dim=dims) * (c // g)).clamp(min=1.0)  # (N, 1) valid values per group
+        mean = xm.sum(dim=dims).view(n, g, -1).sum(-1) / count  # (N, G)
+        sq = (xm * xm).sum(dim=dims).view(n, g, -1).sum(-1) / count
+        rstd = torch.rsqrt((sq - mean * mean).clamp(min=0.0) + self.eps)
+        # Per-channel affine y = x·a + b with the group statistics folded in: one pass over x.
+        a = rstd.repeat_interleave(c // g, dim=1) * self.weight
+        b = self.bias - mean.repeat_interleave(c // g, dim=1) * a
+        shape = (n, c, *([1] * len(dims)))
+        return zero_invalid(torch.addcmul(b.view(shape), xm, a.view(shape)), mask)
 
 
 def masked_adaptive_pool(
-    x: torch.Tensor, mask: torch.Tensor, size: tuple[int, ...]
+    x: torch.Tensor, mask: torch.Tensor, size: tuple[int, ...], *, filled: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adaptive average pooling over valid cells only.
 
@@ -184,6 +224,7 @@ def masked_adaptive_pool(
         x: ``(N, C, *S)``.
         mask: bool ``(N, 1, *S)``.
         size: output size, ``(T,)`` for series or ``(G, G)`` for rasters.
+        filled: ``x`` is already finite and zero where ``mask`` is ``False`` (skips a pass).
 
     Returns:
         ``(pooled, valid)``: ``(N, C, *size)`` (zero in bins without a valid cell) and bool
@@ -195,7 +236,7 @@ def masked_adaptive_pool(
             return F.adaptive_avg_pool1d(t, size[0])
         return F.adaptive_avg_pool2d(t, (size[0], size[1]))
 
-    num = pool(masked_fill(x, mask))
+    num = pool(x if filled else masked_fill(x, mask))
     den = pool(mask.to(x.dtype))
     valid = den > 0
     out = zero_invalid(num / torch.where(valid, den, torch.ones_like(den)), valid)

@@ -26,11 +26,12 @@ from fusion.models.masked import (
     conv_nd,
     masked_adaptive_pool,
     masked_fill,
+    renormaliser,
     zero_invalid,
 )
 from fusion.models.streams import stream_kind
 
-__all__ = ["BandSetStem", "ResidualBlock", "StrideStage", "stage_strides"]
+__all__ = ["BandSetStem", "ResidualBlock", "stage_strides"]
 
 
 def stage_strides(native_step: float, fusion_step: float) -> tuple[int, ...]:
@@ -51,20 +52,6 @@ def stage_strides(native_step: float, fusion_step: float) -> tuple[int, ...]:
     return (2,) * max(0, math.floor(math.log2(ratio) + 1e-9))
 
 
-class StrideStage(nn.Module):
-    """Masked patch-merging stage: partial conv (kernel = stride), masked GroupNorm, GELU."""
-
-    def __init__(self, dims: Dims, width: int, stride: int) -> None:
-        super().__init__()
-        self.conv = PartialConv(dims, width, width, stride, stride=stride)
-        self.norm = MaskedGroupNorm(width)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(N, D, *S)``, bool ``(N, 1, *S)`` → halved grid and its mask."""
-        y, m = self.conv(x, mask)
-        return zero_invalid(F.gelu(self.norm(y, m)), m), m
-
-
 class ResidualBlock(nn.Module):
     """Masked depthwise-separable residual block: dw 3×3 partial conv, GroupNorm, 1×1, GELU."""
 
@@ -75,10 +62,13 @@ class ResidualBlock(nn.Module):
         self.pw = conv_nd(dims, width, width, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``(N, D, *S)`` with bool ``(N, 1, *S)`` → same shape, zero where invalid."""
-        y, _ = self.dw(x, mask)
-        y = F.gelu(self.pw(self.norm(y, mask)))
-        return masked_fill(x + y, mask)
+        """``(N, D, *S)`` with bool ``(N, 1, *S)`` → same shape, zero where invalid.
+
+        ``x`` must be finite and zero where ``mask`` is ``False`` (what every stem stage returns).
+        """
+        y, _ = self.dw(x, mask, filled=True, within=mask)
+        y = F.gelu(self.pw(self.norm(y, mask, filled=True)))
+        return torch.addcmul(x, y, mask.to(y.dtype))  # x + y where valid, 0 elsewhere
 
 
 class BandSetStem(nn.Module):
@@ -167,27 +157,71 @@ class BandSetStem(nn.Module):
         """
         if self.pixel_channels > 0:
             return self._forward_pixel(x, mask, band_present, band_embeddings)
-        n, c = x.shape[:2]
-        ones = (1,) * self.dims
+        n = x.shape[0]
+        m = mask.unsqueeze(1)
         bi, ci = band_present.nonzero(as_tuple=True)
         # Only present bands are encoded: dropped channels cost nothing and are never read.
-        xb = x[bi, ci].unsqueeze(1)
-        h, mb = self.embed(xb, mask[bi].unsqueeze(1))
-        spatial = tuple(h.shape[2:])
+        cols, scale, valid = self._band_patches(masked_fill(x[bi, ci].unsqueeze(1), m[bi]), m)
+        # φ per band: patch embedding, FiLM, GELU, 1×1, GELU — on (bands, cells, D) rows, so the
+        # 1×1 is one matrix product. FiLM's gain is folded into each band's patch weights
+        # ((x ⋆ W)(1 + γ) = x ⋆ (W(1 + γ)), a (k^d, D) matrix per band rather than a pass over the
+        # features) and one fused multiply-add applies the partial-conv renormalisation and the
+        # FiLM shift (invalid cells get weight 0, as the convolution would give them).
         gamma, beta = self.film(band_embeddings[ci]).chunk(2, dim=-1)
-        h = F.gelu(h * (1 + gamma.view(-1, self.width, *ones)) + beta.view(-1, self.width, *ones))
-        h = zero_invalid(F.gelu(self.band_mlp(h)), mb)
-        # Scatter back to band slots and sum (deterministic, unlike index_add_ on CUDA).
-        slots = h.new_zeros((n, c, self.width, *spatial))
-        slots[bi, ci] = h
-        count = band_present.sum(dim=1).clamp(min=1).to(h.dtype).view(n, 1, *ones)
-        feat = slots.sum(dim=1) / count
-        coarse = torch.zeros((n, 1, *spatial), dtype=torch.bool, device=x.device)
-        coarse[bi] |= mb  # a cell is valid where any present band saw a valid pixel
-        m = coarse
-        feat = self.block(feat, m)
-        pooled, valid = masked_adaptive_pool(feat, m, self.tokens)
-        return pooled.flatten(2).transpose(1, 2), valid.flatten(1)
+        weight = self.embed.conv.weight.view(self.width, -1).t()
+        h = torch.bmm(cols, weight.unsqueeze(0) * (1 + gamma).unsqueeze(1))
+        h = F.gelu(torch.addcmul(beta.unsqueeze(1), h, scale.flatten(2).transpose(1, 2)[bi]))
+        h = F.gelu(F.linear(h, self.band_mlp.weight.flatten(1), self.band_mlp.bias))
+        # Mean over each sample's present bands: a sum by sample index, linear in the batch and
+        # without an (N, C, D, cells) scatter buffer. index_add is deterministic on CPU, and on
+        # CUDA under torch.use_deterministic_algorithms (Lightning's `deterministic=True`).
+        count = band_present.sum(dim=1)
+        summed = h.new_zeros((n, *h.shape[1:])).index_add(0, bi, h)
+        spatial = tuple(scale.shape[2:])
+        cm = valid & (count > 0).view(n, *((1,) * (self.dims + 1)))
+        # One product divides by the band count and zeroes cells without valid data; the view
+        # back to (N, D, *S) is channels-last for rasters, the layout the convolutions below run
+        # fastest in on CPU.
+        per_cell = cm.flatten(2).transpose(1, 2) / count.clamp(min=1).to(h.dtype).view(n, 1, 1)
+        feat = (summed * per_cell).view(n, *spatial, self.width).movedim(-1, 1)
+        feat = self.block(feat, cm)
+        pooled, ok = masked_adaptive_pool(feat, cm, self.tokens, filled=True)
+        return pooled.flatten(2).transpose(1, 2), ok.flatten(1)
+
+    def _band_patches(
+        self, xb: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unfold zero-filled band maps into the embedding's windows.
+
+        Args:
+            xb: ``(B, 1, *S)``, one present band per row, zero where invalid.
+            mask: bool ``(N, 1, *S)``, per sample (the same for every band of a sample).
+
+        Returns:
+            ``(cols, scale, valid)``: ``(B, cells, k^d)`` windows, the per-sample partial-conv
+            weights ``(N, 1, *S')`` and bool validity ``(N, 1, *S')``.
+        """
+        conv = self.embed
+        k, stride, padding = conv.kernel, conv.stride, conv.padding
+        if stride > 1:  # pad to a multiple of the patch with invalid cells (border kept)
+            pad: list[int] = []
+            for size in reversed(xb.shape[2:]):
+                pad += [0, (-size) % stride]
+            if any(pad):
+                xb, mask = F.pad(xb, pad), F.pad(mask, pad, value=False)
+        scale, valid = renormaliser(mask, k, stride, padding, xb.dtype)
+        b = xb.shape[0]
+        if stride == k and self.dims == 1:  # non-overlapping windows of a series: a view
+            return xb.view(b, -1, k), scale, valid
+        if stride == k:  # non-overlapping patches: one reshaping copy (cheaper than im2col)
+            h, w = xb.shape[2] // k, xb.shape[3] // k
+            cols = xb.view(b, h, k, w, k).permute(0, 1, 3, 2, 4).reshape(b, h * w, k * k)
+            return cols, scale, valid
+        if self.dims == 1:  # a series is a one-row image to unfold
+            cols = F.unfold(xb.unsqueeze(2), (1, k), padding=(0, padding), stride=(1, stride))
+        else:
+            cols = F.unfold(xb, k, padding=padding, stride=stride)
+        return cols.transpose(1, 2), scale, valid
 
     def _forward_pixel(
         self,
@@ -208,15 +242,17 @@ class BandSetStem(nn.Module):
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         keep = band_present.view(*band_present.shape, *((1,) * self.dims)) & m
         xs = torch.where(keep, x, zero).flatten(2)  # (N, C, P); NaN under a mask cannot leak
-        weight = (w.unsqueeze(-1) * a).transpose(1, 2)  # (N, K, C)
-        h = torch.baddbmm((w @ d).unsqueeze(-1), weight, xs)  # (N, K, P), one pass
-        h = zero_invalid(F.gelu(h.view(n, -1, *x.shape[2:])), m)
+        weight = w.unsqueeze(-1) * a  # (N, C, K)
+        # (N, P, K) in one pass, then viewed as (N, K, *S): channels-last for rasters.
+        h = torch.baddbmm((w @ d).unsqueeze(1), xs.transpose(1, 2), weight)
+        h = h.view(n, *x.shape[2:], -1).movedim(-1, 1)
+        h = zero_invalid(F.gelu(h), m)
         # Texture at the native grid: depthwise 3×3 over zero-filled invalid cells, 1×1, GELU,
         # residual. (No partial-conv renormalisation here: it would cost four more passes over
         # the finest grid; the patch merge below renormalises by valid cells.)
-        h = zero_invalid(F.gelu(self.pixel_pw(self.pixel_dw(h))) + h, m)
+        h = torch.addcmul(h, F.gelu(self.pixel_pw(self.pixel_dw(h))), m.to(h.dtype))
         feat, cm = self.merge(h, m, filled=True)
-        feat = zero_invalid(F.gelu(self.merge_norm(feat, cm)), cm)
+        feat = zero_invalid(F.gelu(self.merge_norm(feat, cm, filled=True)), cm)
         feat = self.block(feat, cm)
-        pooled, valid = masked_adaptive_pool(feat, cm, self.tokens)
+        pooled, valid = masked_adaptive_pool(feat, cm, self.tokens, filled=True)
         return pooled.flatten(2).transpose(1, 2), valid.flatten(1)

@@ -65,3 +65,25 @@ def test_stage_strides_follow_resolution() -> None:
     assert stage_strides(60.0, 40.0) == ()
     assert stage_strides(10.0, 30.0) == (2,)  # never coarser than the fusion stride
     assert stage_strides(0.1, 0.2) == (2,)  # 10 Hz series to 0.2 s
+
+
+def test_partial_conv_within_keeps_only_the_given_cells() -> None:
+    conv = PartialConv(2, 3, 4, 3)
+    torch.nn.init.normal_(conv.bias)  # type: ignore[arg-type]
+    x, m = torch.randn(2, 3, 6, 6), _mask((2, 1, 6, 6))
+    y, ym = conv(x, m)
+    y_in, ym_in = conv(x, m, within=m)
+    assert bool((ym | ~m).all()) and bool((ym & ~m).any())  # stride 1 dilates the mask
+    torch.testing.assert_close(y_in, y * m)
+    assert torch.equal(ym_in, m)
+
+
+def test_masked_layers_agree_in_channels_last_layout() -> None:
+    x, m = torch.randn(2, 8, 6, 6), _mask((2, 1, 6, 6))
+    x = torch.where(m, x, torch.zeros(()))
+    xc = x.contiguous(memory_format=torch.channels_last)
+    norm, conv = MaskedGroupNorm(8, groups=4), PartialConv(2, 8, 8, 3, groups=8)
+    torch.testing.assert_close(norm(xc, m, filled=True), norm(x, m))
+    torch.testing.assert_close(conv(xc, m, filled=True)[0], conv(x, m)[0])
+    pooled, _ = masked_adaptive_pool(xc, m, (2, 2), filled=True)
+    torch.testing.assert_close(pooled, masked_adaptive_pool(x, m, (2, 2))[0])
