@@ -74,10 +74,16 @@ class StackedImage(nn.Module):
             order onto the largest ``H × W``.
         num_classes: logits per sample.
         name: timm model name.
+        drop_path: timm's stochastic-depth rate (``drop_path_rate``).
     """
 
     def __init__(
-        self, shapes: dict[str, tuple[int, int, int]], num_classes: int, name: str
+        self,
+        shapes: dict[str, tuple[int, int, int]],
+        num_classes: int,
+        name: str,
+        *,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         import timm
@@ -89,6 +95,7 @@ class StackedImage(nn.Module):
             pretrained=False,
             num_classes=num_classes,
             in_chans=sum(s[0] for s in shapes.values()),
+            drop_path_rate=drop_path,
         )
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -182,7 +189,7 @@ def _build(
     streams = {k: s.streams[k] for s in train for k in s.streams}
     if kind == "mobilevitv2_100":
         shapes = {k: tuple(s.data[k].shape) for s in train for k in s.data}
-        return StackedImage(shapes, n_classes, kind)  # type: ignore[arg-type]
+        return StackedImage(shapes, n_classes, kind, drop_path=args.drop_path)  # type: ignore[arg-type]
     gated = PatchGatedViT(
         streams,
         width=args.width,
@@ -194,6 +201,7 @@ def _build(
         experts=args.experts,
         skip=not args.no_skip,
         pixel_channels=args.pixel_channels,
+        drop_path=args.drop_path,
     )
     return GatedClassifier(gated if kind == "gated" else gated.dense_variant(), n_classes)
 
@@ -519,6 +527,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mlp-ratio", type=float, default=4.0)
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--no-skip", action="store_true", help="no skip choice in the router")
+    p.add_argument(
+        "--drop-path",
+        type=float,
+        default=0.0,
+        help="stochastic-depth rate, for every model (timm's drop_path_rate for MobileViTV2)",
+    )
     p.add_argument(
         "--pixel-channels",
         type=int,

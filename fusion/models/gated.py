@@ -130,6 +130,8 @@ class GatedBlock(nn.Module):
         experts: K.
         skip: add the skip choice.
         activation: expert nonlinearity.
+        drop_path: stochastic depth (Huang et al. 2016): in training, each sample's attention and
+            MLP branches are dropped with this probability (and rescaled when kept).
     """
 
     def __init__(
@@ -141,11 +143,15 @@ class GatedBlock(nn.Module):
         experts: int,
         skip: bool,
         activation: Activation,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
+        if not 0.0 <= drop_path < 1.0:
+            raise ValueError(f"drop_path must be in [0, 1), got {drop_path}")
         self.heads = heads
+        self.drop_path = drop_path
         self.norm1 = nn.LayerNorm(width)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
@@ -174,9 +180,16 @@ class GatedBlock(nn.Module):
         q, k, v = padded.view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
         att = att.transpose(1, 2).reshape(b, length, d)[sample, slot]
-        x = x + self.proj(att)
-        out: torch.Tensor = x + self.mlp(self.norm2(x))
+        x = x + self._drop(self.proj(att), sample, b)
+        out: torch.Tensor = x + self._drop(self.mlp(self.norm2(x)), sample, b)
         return out
+
+    def _drop(self, branch: torch.Tensor, sample: torch.Tensor, b: int) -> torch.Tensor:
+        """Stochastic depth per sample on packed tokens (identity in eval or at rate 0)."""
+        if not self.training or self.drop_path == 0.0:
+            return branch
+        keep = (torch.rand(b, device=branch.device) >= self.drop_path).to(branch.dtype)
+        return branch * (keep / (1.0 - self.drop_path))[sample].unsqueeze(1)
 
 
 def _positions(n: int, width: int) -> nn.Parameter:
@@ -210,6 +223,8 @@ class PatchGatedViT(nn.Module):
             1×1 mixing of the present bands, depthwise 3×3, 1×1; see
             :class:`~fusion.models.stems.BandSetStem`) before patchifying; 0 patchifies each band
             alone and mixes bands only after their mean.
+        drop_path: stochastic-depth rate of every block in training (a regulariser for small
+            labelled sets; 0 turns it off).
 
     Attributes:
         embed_dim: D, the size of the embedding :meth:`forward` returns.
@@ -234,6 +249,7 @@ class PatchGatedViT(nn.Module):
         band_dim: int | None = None,
         quantity_buckets: int = 64,
         pixel_channels: int = 0,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         if not streams:
@@ -256,6 +272,7 @@ class PatchGatedViT(nn.Module):
             "band_dim": band_dim,
             "quantity_buckets": quantity_buckets,
             "pixel_channels": pixel_channels,
+            "drop_path": drop_path,
         }
         self.embed_dim = width
         self.band_dim = band_dim or width
@@ -290,6 +307,7 @@ class PatchGatedViT(nn.Module):
                 experts=experts,
                 skip=skip,
                 activation=activation,
+                drop_path=drop_path,
             )
             for _ in range(depth)
         )
@@ -426,6 +444,7 @@ class PatchGatedViT(nn.Module):
         """
         streams, hparams, _ = read_model_config(cfg, "PatchGatedViT", CONFIG_VERSION)
         hparams.setdefault("pixel_channels", 0)  # configs written before the pixel stage
+        hparams.setdefault("drop_path", 0.0)  # and before stochastic depth
         return cls(streams, **hparams)
 
 

@@ -210,3 +210,24 @@ def test_pixel_stage_round_trips_and_older_configs_still_load(raster_batch: Batc
     old = plain.config()
     del old["pixel_channels"]  # a config written before the option existed
     assert PatchGatedViT.from_config(old).config() == plain.config()
+
+
+def test_drop_path_acts_in_training_only_and_round_trips(raster_batch: Batch) -> None:
+    model = _gated(raster_batch, drop_path=0.5)
+    plain = _gated(raster_batch)
+    plain.load_state_dict(model.state_dict())
+    model.eval()
+    plain.eval()
+    assert torch.equal(model(raster_batch), plain(raster_batch))  # identity in eval
+    model.train()
+    plain.train()
+    torch.manual_seed(3)
+    dropped = model(raster_batch)
+    assert not torch.allclose(dropped, plain(raster_batch))
+    again = PatchGatedViT.from_config(model.config())
+    assert again.config()["drop_path"] == 0.5
+    old = plain.config()
+    del old["drop_path"]  # a config written before the option existed
+    assert PatchGatedViT.from_config(old).config() == plain.config()
+    with pytest.raises(ValueError, match="drop_path"):
+        _gated(raster_batch, drop_path=1.0)
