@@ -11,9 +11,11 @@ median step time over interleaved repeats, single process). With ``--probe-steps
 is also pretrained N steps and probed (logistic regression on frozen embeddings of the train
 chips, scored on the 63 spatially held-out chips plus every chip of ``--extra-places`` synthetic
 places no encoder saw, as in ``pretrain_quality``; the 63-chip score alone is reported too).
+With ``--init-seeds N`` each encoder is also probed at random initialisation (seeds 0…N−1, no
+pretraining): what the architecture gives before pretraining, to read the pretrained gap against.
 
     python benchmarks/pretrain_cost.py [--batch 32] [--steps 5] [--repeats 5] [--probe-steps 0]
-        [--json out.json] [--plot out.png]
+        [--init-seeds 0] [--json out.json] [--plot out.png]
 """
 
 from __future__ import annotations
@@ -69,6 +71,51 @@ def step_times(
     return enc, times
 
 
+def _probe_rows(
+    rows: dict[str, dict[str, Any]],
+    cfgs: dict[str, PretrainConfig],
+    bundle: Any,
+    streams: dict[str, Any],
+    args: argparse.Namespace,
+) -> None:
+    """Probe accuracies into ``rows``: after ``--probe-steps`` of pretraining and/or at random
+    initialisation (``--init-seeds``); train chips → held-out split + unseen places."""
+    from benchmarks.pretrain_quality import Samples, embed, extra_places, labels, probe
+
+    split = [bundle.val[i] for i in range(len(bundle.val))]
+    test = Samples(split + extra_places(args.extra_places, bundle.specs).items)
+    ytr, yte = labels(bundle.train), labels(test)
+    keep = lambda s: s  # noqa: E731
+
+    def score(enc: torch.nn.Module) -> Any:
+        clf = probe(embed(enc, bundle.train, keep), ytr)  # type: ignore[arg-type]
+        return clf.predict(embed(enc, test, keep)) == yte  # type: ignore[arg-type]
+
+    out = tempfile.mkdtemp(prefix="fusion-cost-")
+    for name in ENCODERS:
+        row = rows[name]
+        row["probe_test_chips"] = len(yte)
+        if args.init_seeds > 0:
+            accs = []
+            for seed in range(args.init_seeds):
+                torch.manual_seed(seed)
+                accs.append(float(score(build_encoder(cfgs[name], streams)).mean()))
+            row["random_init_accuracy_per_seed"] = accs
+            row["random_init_accuracy"] = statistics.mean(accs)
+        if args.probe_steps > 0:
+            cfg = PretrainConfig.from_dict(
+                {"encoder": name, "width": args.width, "out": out, "name": name},
+                overrides={"max_steps": args.probe_steps},
+            )
+            ckpt = torch.load(pretrain(cfg, progress=False)["checkpoint"], weights_only=False)
+            enc = build_encoder(cfg, streams)
+            state = {k[8:]: v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")}
+            enc.load_state_dict(state)
+            hits = score(enc)
+            row["probe_accuracy"] = float(hits.mean())
+            row["probe_accuracy_split_only"] = float(hits[: len(split)].mean())
+
+
 def write_plot(path: Path, result: dict[str, Any]) -> None:
     """Bars: MMAC per sample (lower is better) and training samples/s (higher is better)."""
     import matplotlib
@@ -113,6 +160,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=10,
         help="unseen synthetic places added to the probe test",
     )
+    p.add_argument(
+        "--init-seeds",
+        type=int,
+        default=0,
+        help="also probe each encoder at random initialisation with this many seeds",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the numbers here")
     p.add_argument("--plot", help="write a bar chart (PNG) here")
@@ -137,30 +190,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for row in rows.values():
         row["median_step_s"] = statistics.median(row["step_s"])
         row["train_samples_per_s"] = args.batch / row["median_step_s"]
-    if args.probe_steps > 0:
-        from benchmarks.pretrain_quality import Samples, embed, extra_places, labels, probe
-
-        out = tempfile.mkdtemp(prefix="fusion-cost-")
-        split = [bundle.val[i] for i in range(len(bundle.val))]  # type: ignore[arg-type]
-        test = Samples(split + extra_places(args.extra_places, bundle.specs).items)
-        ytr, yte = labels(bundle.train), labels(test)
-        for name in ENCODERS:
-            cfg = PretrainConfig.from_dict(
-                {"encoder": name, "width": args.width, "out": out, "name": name},
-                overrides={"max_steps": args.probe_steps},
-            )
-            ckpt = torch.load(pretrain(cfg, progress=False)["checkpoint"], weights_only=False)
-            enc = build_encoder(cfg, streams)
-            state = {k[8:]: v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")}
-            enc.load_state_dict(state)
-            keep = lambda s: s  # noqa: E731
-            clf = probe(embed(enc, bundle.train, keep), ytr)  # type: ignore[arg-type]
-            pred = clf.predict(embed(enc, test, keep))
-            rows[name]["probe_accuracy"] = float((pred == yte).mean())
-            rows[name]["probe_accuracy_split_only"] = float(
-                (pred[: len(split)] == yte[: len(split)]).mean()
-            )
-            rows[name]["probe_test_chips"] = len(yte)
+    if args.probe_steps > 0 or args.init_seeds > 0:
+        _probe_rows(rows, cfgs, bundle, streams, args)
     ours = rows["fusion"]
     result = {
         "command": "python -m benchmarks.pretrain_cost "
@@ -176,13 +207,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         / rows["early_conv"]["train_samples_per_s"],
     }
     print(f"## Encoder cost, {bundle.description}; batch {args.batch}, width {args.width}\n")
-    print("| encoder | MMAC/sample | params | train samples/s | probe acc. |")
-    print("|---|---:|---:|---:|---:|")
+    print("| encoder | MMAC/sample | params | train samples/s | probe acc. | random-init probe |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
         acc = f"{r['probe_accuracy']:.3f}" if "probe_accuracy" in r else "-"
+        init = f"{r['random_init_accuracy']:.3f}" if "random_init_accuracy" in r else "-"
         print(
             f"| {name} | {r['macs_per_sample'] / 1e6:.2f} | {r['params']:,} | "
-            f"{r['train_samples_per_s']:.1f} | {acc} |"
+            f"{r['train_samples_per_s']:.1f} | {acc} | {init} |"
         )
     m, s = result["macs_ratio_csf_over_ours"], result["speed_ratio_ours_over_csf"]
     print(f"\n- CSF-style/ours MACs: {m:.2f}× (target ≥ 1.5×) {'PASS' if m >= 1.5 else 'MISS'}")
@@ -190,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"- ours/CSF-style training samples/s: {s:.2f}× (target ≥ 1.5×) "
         f"{'PASS' if s >= 1.5 else 'MISS'}"
     )
+    if "random_init_accuracy" in ours:
+        a, b = ours["random_init_accuracy"], rows["early_conv"]["random_init_accuracy"]
+        print(
+            f"- probe accuracy at random initialisation (mean of {args.init_seeds} seeds): "
+            f"ours {a:.3f}, CSF-style {b:.3f}"
+        )
     if "probe_accuracy" in ours:
         a, b = ours["probe_accuracy"], rows["early_conv"]["probe_accuracy"]
         print(
