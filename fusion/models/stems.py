@@ -2,12 +2,14 @@
 
 A stem treats its stream's bands as a *set*. Every present band map goes through the same small
 network φ, conditioned on the band's metadata embedding (FiLM), and the results are averaged over
-the present bands, pixel by pixel. Band order and band count therefore never matter, a dropped band
+the present bands, cell by cell. Band order and band count therefore never matter, a dropped band
 costs nothing, and an unseen band is encoded through its physical description.
 
-After the band mean, stride-2 stages bring the stream from its native step (metres per pixel or
-seconds per step) to the shared fusion step, one residual block adds context, and masked adaptive
-pooling gives a fixed token grid. Every layer is masked: invalid pixels or steps never contribute.
+φ patchifies its band from the native step (metres per pixel or seconds per step) straight to the
+shared fusion step (patch = the product of :func:`stage_strides`), so the per-band work runs on the
+coarse grid; after the band mean one residual block adds context and masked adaptive pooling gives
+a fixed token grid. Every layer is masked: invalid pixels or steps never contribute. Rasters run
+channels-last, the layout CPU convolutions are fastest in; the result does not depend on layout.
 """
 
 from __future__ import annotations
