@@ -371,8 +371,15 @@ def _targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         }
         folds = [r.get("fold") for r in ours["runs"]]
         if None not in folds and folds == [r.get("fold") for r in ref["runs"]] and len(folds) > 1:
-            pairs = zip(ref["runs"], ours["runs"], strict=True)
-            diffs = torch.tensor([100 * (a["accuracy"] - b["accuracy"]) for a, b in pairs])
+            # Per fold: mean over its training seeds (runs on one fold share a test set, so they
+            # are not independent pairs); the standard error is across folds.
+            def per_fold(runs: Sequence[dict[str, Any]]) -> torch.Tensor:
+                acc: dict[int, list[float]] = {}
+                for r in runs:
+                    acc.setdefault(int(r["fold"]), []).append(float(r["accuracy"]))
+                return torch.tensor([sum(v) / len(v) for _, v in sorted(acc.items())])
+
+            diffs = 100 * (per_fold(ref["runs"]) - per_fold(ours["runs"]))
             targets["accuracy_drop_per_fold_points"] = [round(float(d), 1) for d in diffs]
             targets["accuracy_drop_standard_error_points"] = round(
                 float(diffs.std() / len(diffs) ** 0.5), 2
