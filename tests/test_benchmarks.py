@@ -73,7 +73,8 @@ def test_pretrain_cost_probe_scores_unseen_places_too(tmp_path: Path) -> None:
     from benchmarks.pretrain_cost import main as cost_main
 
     result = cost_main(["--batch", "4", "--steps", "1", "--repeats", "1", "--width", "16",
-                        "--probe-steps", "1", "--extra-places", "1", "--init-seeds", "2"])  # fmt: skip
+                        "--probe-steps", "1", "--extra-places", "1",
+                        "--init-seeds", "2"])  # fmt: skip
     for row in result["rows"].values():
         assert row["probe_test_chips"] > 63  # the 63 chips of the spatial split + one new place
         assert 0 <= row["probe_accuracy"] <= 1 and 0 <= row["probe_accuracy_split_only"] <= 1
