@@ -465,17 +465,17 @@ def tflite_exporter() -> Any:
     from fusion.deploy.errors import DeployError
 
     try:
+        gate = importlib.import_module("fusion.deploy.tflite_model")
+        if not gate.tflite_available():
+            raise DeployError(
+                "the .tflite export needs the optional 'tflite' extra (litert-torch, "
+                "tflite-micro): pip install 'fusion[tflite]'; or use --format c"
+            )
         module = importlib.import_module("fusion.deploy.tflite")
     except ImportError as err:
         raise DeployError(
             f"the .tflite exporter (fusion.deploy.tflite) is not available ({err}); use --format c"
         ) from err
-    available = getattr(module, "tflite_available", None)
-    if callable(available) and not available():
-        raise DeployError(
-            "the .tflite export needs the optional 'tflite' extra (litert-torch, tflite-micro): "
-            "pip install 'fusion[tflite]'; or use --format c"
-        )
     exporter = getattr(module, "export_tflite", None)
     if exporter is None:
         raise DeployError("fusion.deploy.tflite has no export_tflite(); use --format c")

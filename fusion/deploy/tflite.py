@@ -20,21 +20,15 @@ one stream switched off). The portable C export (:mod:`fusion.deploy.c_export`) 
 that handles an arbitrary present bitmask at run time; the ``.tflite`` files cover the chosen
 subsets only.
 
-**Arena.** TFLite-Micro's tensor arena holds the activations *and* the interpreter's own
-structures (tensor and node structs, persistent buffers); the latter are pointer-sized, so a
-32-bit MCU needs less than this 64-bit host (about 20 % less on the MLPerf Tiny models). The
-interpreter can crash the process (SIGSEGV) when the arena is too small, so every probe runs in
-a child process.
+Reading and checking the flatbuffer lives in :mod:`fusion.deploy.tflite_model`, running it and
+finding the smallest arena in :mod:`fusion.deploy.tflite_arena`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -46,131 +40,38 @@ import torch
 from torch import nn
 
 from fusion.data.collate import Batch
-from fusion.deploy.errors import DeployError, QuantisationError, StudentInputError
-from fusion.deploy.int8 import QParams
+from fusion.deploy.errors import QuantisationError, StudentInputError
 from fusion.deploy.student import Stem, Student, stem_shapes
+from fusion.deploy.tflite_arena import (
+    ARENA_MAX_BYTES,
+    ARENA_MIN_BYTES,
+    TfliteArenaError,
+    find_arena,
+    invoke,
+    micro_interpreter,
+    probe_arena,
+)
+from fusion.deploy.tflite_model import (
+    DEFAULT_ALLOWED_OPS,
+    INSTALL_HINT,
+    TensorInfo,
+    TfliteConversionError,
+    TfliteError,
+    TfliteUnavailableError,
+    check_ops,
+    float_ops,
+    read_tflite,
+    strip_tensor_names,
+)
 from fusion.files import atomic_write
 
 __all__ = [
-    "ARENA_MAX_BYTES",
-    "ARENA_MIN_BYTES",
-    "DEFAULT_ALLOWED_OPS",
     "Agreement",
-    "TensorInfo",
-    "TfliteArenaError",
-    "TfliteConversionError",
-    "TfliteError",
-    "TfliteOpError",
     "TfliteReport",
-    "TfliteUnavailableError",
-    "check_ops",
     "default_subsets",
     "export_tflite",
     "export_tflite_subsets",
-    "find_arena",
-    "float_ops",
-    "probe_arena",
-    "read_tflite",
-    "run_tflite",
-    "strip_tensor_names",
-    "tflite_available",
 ]
-
-#: TFLite-Micro builtin operators with int8 reference kernels that a student graph may use (each
-#: has a ``MicroMutableOpResolver::Add…`` method in tflite-micro's
-#: ``tensorflow/lite/micro/micro_mutable_op_resolver.h``). The student itself lowers to
-#: RESHAPE, TRANSPOSE, PAD, DEPTHWISE_CONV_2D, CONV_2D, MEAN, FULLY_CONNECTED and, to fuse the
-#: streams, ADD and MUL (two) or CONCATENATION (three or more).
-DEFAULT_ALLOWED_OPS: frozenset[str] = frozenset(
-    {
-        "ADD",
-        "AVERAGE_POOL_2D",
-        "CONCATENATION",
-        "CONV_2D",
-        "DEPTHWISE_CONV_2D",
-        "DEQUANTIZE",
-        "EXPAND_DIMS",
-        "FULLY_CONNECTED",
-        "MAX_POOL_2D",
-        "MEAN",
-        "MUL",
-        "PACK",
-        "PAD",
-        "PADV2",
-        "QUANTIZE",
-        "RELU",
-        "RELU6",
-        "RESHAPE",
-        "SOFTMAX",
-        "SQUEEZE",
-        "STRIDED_SLICE",
-        "SUB",
-        "SUM",
-        "TRANSPOSE",
-    }
-)
-
-#: Default bisection bounds of the tensor arena (bytes).
-ARENA_MIN_BYTES = 1024
-ARENA_MAX_BYTES = 1 << 20
-
-_INSTALL_HINT = "install the optional extra: pip install 'fusion[tflite]'"
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-
-class TfliteError(DeployError):
-    """Base class of the ``.tflite`` export errors."""
-
-
-class TfliteUnavailableError(TfliteError):
-    """litert-torch or tflite-micro (the ``tflite`` extra) is not installed."""
-
-
-class TfliteConversionError(TfliteError):
-    """torch.export, PT2E quantisation or the LiteRT conversion failed, or the converted model is
-    not what was asked for (not full int8, inputs out of order)."""
-
-
-class TfliteOpError(TfliteError):
-    """The converted graph uses an operator outside the allowed TFLite-Micro builtins."""
-
-
-class TfliteArenaError(TfliteError):
-    """The model does not run in TFLite-Micro with any arena up to the upper bound."""
-
-
-# --- optional dependencies ---------------------------------------------------------------------
-
-
-def tflite_available() -> bool:
-    """Whether litert-torch and tflite-micro can be imported."""
-    import importlib.util
-
-    return all(
-        importlib.util.find_spec(name) is not None for name in ("litert_torch", "tflite_micro")
-    )
-
-
-def _micro_runtime() -> Any:
-    try:
-        from tflite_micro.python.tflite_micro import runtime
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise TfliteUnavailableError(
-            f"tflite-micro is not importable ({exc}); {_INSTALL_HINT}"
-        ) from exc
-    return runtime
-
-
-def _schema() -> Any:
-    try:
-        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise TfliteUnavailableError(
-            f"tflite-micro is not importable ({exc}); {_INSTALL_HINT}"
-        ) from exc
-    return schema_py_generated
 
 
 @contextlib.contextmanager
@@ -190,32 +91,6 @@ def _quiet_litert(verbose: bool) -> Iterator[None]:
 
 
 # --- report ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """An input or output tensor of the ``.tflite`` graph: ``real = scale · (q − zero_point)``.
-
-    ``stream`` is the student stream an input carries (``None`` for the output).
-    """
-
-    name: str
-    stream: str | None
-    shape: tuple[int, ...]
-    dtype: str
-    scale: float
-    zero_point: int
-
-    @property
-    def qparams(self) -> QParams:
-        return QParams(self.scale, self.zero_point)
-
-    def quantize(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Float → int8 with this tensor's parameters (the same rounding as the C export)."""
-        return self.qparams.quantize(x)
-
-    def dequantize(self, q: np.ndarray) -> np.ndarray:
-        return self.qparams.dequantize(q)
 
 
 @dataclass(frozen=True)
@@ -389,7 +264,7 @@ def _convert(
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     except ImportError as exc:
         raise TfliteUnavailableError(
-            f"litert-torch is not importable ({exc}); {_INSTALL_HINT}"
+            f"litert-torch is not importable ({exc}); {INSTALL_HINT}"
         ) from exc
 
     args = samples[0]
@@ -421,235 +296,6 @@ def _convert(
     return bytes(data)
 
 
-# --- reading and running a .tflite -------------------------------------------------------------
-
-_NUMPY_TYPES = {9: "int8", 0: "float32", 2: "int32", 3: "uint8", 7: "int16", 4: "int64"}
-
-
-def read_tflite(data: bytes) -> tuple[tuple[str, ...], tuple[TensorInfo, ...], TensorInfo]:
-    """Operators (execution order) and the input and output tensors of a one-subgraph
-    ``.tflite`` flatbuffer (read with tflite-micro's generated schema)."""
-    runtime, fb = _micro_runtime(), _schema()
-    model = runtime.convert_bytearray_to_object(bytearray(data))
-    if len(model.subgraphs) != 1:
-        raise TfliteConversionError(f"expected one subgraph, found {len(model.subgraphs)}")
-    graph = model.subgraphs[0]
-    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
-    ops = []
-    for op in graph.operators or []:
-        code = model.operatorCodes[op.opcodeIndex]
-        builtin = runtime.get_builtin_code_from_operator_code(code)
-        if builtin == fb.BuiltinOperator.CUSTOM:
-            custom = code.customCode
-            ops.append(f"CUSTOM:{custom.decode() if isinstance(custom, bytes) else custom}")
-        else:
-            ops.append(names.get(builtin, f"BUILTIN_{builtin}"))
-
-    def info(index: int) -> TensorInfo:
-        t = graph.tensors[index]
-        q = t.quantization
-        scales = [] if q is None or q.scale is None else list(q.scale)
-        zps = [] if q is None or q.zeroPoint is None else list(q.zeroPoint)
-        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-        return TensorInfo(
-            name=name,
-            stream=None,
-            shape=tuple(int(v) for v in t.shape),
-            dtype=_NUMPY_TYPES.get(int(t.type), f"type{t.type}"),
-            scale=float(scales[0]) if len(scales) == 1 else math.nan,
-            zero_point=int(zps[0]) if len(zps) == 1 else 0,
-        )
-
-    if len(graph.outputs) != 1:
-        raise TfliteConversionError(f"expected one output tensor, found {len(graph.outputs)}")
-    return tuple(ops), tuple(info(int(i)) for i in graph.inputs), info(int(graph.outputs[0]))
-
-
-def float_ops(data: bytes) -> tuple[str, ...]:
-    """``"<index>:<OP>"`` for every operator that reads or writes a float tensor (a graph that
-    is full int8 inside has none; a leftover DEQUANTIZE → float op → QUANTIZE shows here)."""
-    ops, _, _ = read_tflite(data)
-    model = _micro_runtime().convert_bytearray_to_object(bytearray(data))
-    graph = model.subgraphs[0]
-    floats = {0, 1, 10, 16}  # FLOAT32, FLOAT16, FLOAT64, BFLOAT16
-    out = []
-    for k, (name, op) in enumerate(zip(ops, graph.operators or [], strict=True)):
-        tensors = [int(i) for i in (*op.inputs, *op.outputs) if int(i) >= 0]
-        if any(int(graph.tensors[i].type) in floats for i in tensors):
-            out.append(f"{k}:{name}")
-    return tuple(out)
-
-
-def check_ops(ops: Iterable[str], allowed: Iterable[str] = DEFAULT_ALLOWED_OPS) -> None:
-    """Raise :class:`TfliteOpError` naming every operator outside ``allowed``."""
-    allowed = frozenset(allowed)
-    bad = sorted(set(ops) - allowed)
-    if bad:
-        raise TfliteOpError(
-            f"the graph uses operators outside the allowed TFLite-Micro builtins: {bad} "
-            f"(allowed: {sorted(allowed)})"
-        )
-
-
-def _interpreter(data: bytes, arena_bytes: int) -> Any:
-    return _micro_runtime().Interpreter.from_bytes(bytes(data), arena_size=int(arena_bytes))
-
-
-def _invoke(interpreter: Any, inputs: Sequence[np.ndarray]) -> np.ndarray:
-    for i, x in enumerate(inputs):
-        interpreter.set_input(np.ascontiguousarray(x), i)
-    interpreter.invoke()
-    out: np.ndarray = np.array(interpreter.get_output(0), copy=True)
-    return out
-
-
-def run_tflite(data: bytes, inputs: Sequence[np.ndarray], arena_bytes: int) -> np.ndarray:
-    """Invoke the model once in the TFLite-Micro Python interpreter (in this process: use an
-    arena that :func:`probe_arena` accepted) and return the raw output tensor."""
-    return _invoke(_interpreter(data, arena_bytes), inputs)
-
-
-def strip_tensor_names(data: bytes) -> bytes:
-    """The model with every tensor name emptied except those of the inputs and outputs.
-
-    litert-torch names each tensor after its module path; on a small student those strings are
-    about a third of the file. The flatbuffer is rebuilt with tflite-micro's generated object
-    API (fields unknown to that schema would be dropped, so callers check the result).
-    """
-    import flatbuffers
-
-    runtime = _micro_runtime()
-    model = runtime.convert_bytearray_to_object(bytearray(data))
-    for graph in model.subgraphs:
-        keep = {int(i) for i in (*graph.inputs, *graph.outputs)}
-        for i, tensor in enumerate(graph.tensors):
-            if i not in keep:
-                tensor.name = b""
-    builder = flatbuffers.Builder(len(data))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-# The probe runs in a child process: TFLite-Micro may SIGSEGV on a too-small arena. It bisects
-# between LO (fails or untested) and HI (runs or untested), printing "try N" before and
-# "res N 0|1" after each probe; with "alloc N" it prints the allocator's breakdown to stderr.
-_PROBE = r"""
-import sys
-import numpy as np
-from tflite_micro.python.tflite_micro import runtime
-
-path, mode = sys.argv[1], sys.argv[2]
-with open(path, "rb") as fh:
-    data = fh.read()
-model = runtime.convert_bytearray_to_object(bytearray(data))
-graph = model.subgraphs[0]
-inputs = [np.zeros([int(v) for v in graph.tensors[i].shape], np.int8) for i in graph.inputs]
-
-def build(n):
-    it = runtime.Interpreter.from_bytes(data, arena_size=n)
-    for i, x in enumerate(inputs):
-        it.set_input(x, i)
-    it.invoke()
-    return it
-
-def ok(n):
-    print("try", n, flush=True)
-    try:
-        build(n)
-        good = True
-    except RuntimeError:
-        good = False
-    print("res", n, int(good), flush=True)
-    return good
-
-if mode == "alloc":
-    build(int(sys.argv[3])).print_allocations()
-else:
-    lo, hi = int(sys.argv[3]), int(sys.argv[4])
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-"""
-
-
-def _probe(path: Path, *args: object, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            [sys.executable, "-c", _PROBE, str(path), *(str(a) for a in args)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise TfliteArenaError(f"an arena probe took longer than {timeout:.0f} s") from exc
-
-
-def _results(stdout: str) -> tuple[dict[int, bool], int | None]:
-    """Probe results, and the size being tried when the child died (if it did)."""
-    res: dict[int, bool] = {}
-    pending: int | None = None
-    for line in stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == "try":
-            pending = int(parts[1])
-        elif len(parts) == 3 and parts[0] == "res":
-            res[int(parts[1])] = parts[2] == "1"
-            pending = None
-    return res, pending
-
-
-def probe_arena(path: str | Path, arena_bytes: int) -> bool:
-    """Whether TFLite-Micro allocates and invokes the model with this arena (child process; a
-    crash counts as no)."""
-    proc = _probe(Path(path), "bisect", int(arena_bytes) - 1, int(arena_bytes) + 1)
-    res, _ = _results(proc.stdout)
-    return res.get(int(arena_bytes), False)
-
-
-def find_arena(
-    path: str | Path, lo: int = ARENA_MIN_BYTES, hi: int = ARENA_MAX_BYTES
-) -> tuple[int, int | None, int | None]:
-    """Smallest arena (bytes, within ``[lo, hi]``) with which the model allocates and invokes,
-    by bisection in child processes, and TFLite-Micro's head/tail breakdown at that size.
-
-    A probe that crashes counts as failing and the bisection goes on in a new child. If ``lo``
-    itself runs, ``lo`` is returned (the true minimum is then at most ``lo``).
-
-    Raises:
-        TfliteArenaError: the model does not run even with ``hi`` bytes, or a probe cannot run.
-    """
-    path = Path(path)
-    if not probe_arena(path, hi):
-        proc = _probe(path, "alloc", hi)
-        raise TfliteArenaError(
-            f"the model does not run in TFLite-Micro with a {hi}-byte arena: "
-            f"{proc.stderr.strip()[-800:]}"
-        )
-    low, high = lo - 1, hi  # invariant: `low` fails (or is below the range), `high` runs
-    while high - low > 1:
-        proc = _probe(path, "bisect", low, high)
-        res, crashed = _results(proc.stdout)
-        if crashed is not None:
-            res[crashed] = False
-        if not res:
-            raise TfliteArenaError(f"the arena probe did not run: {proc.stderr.strip()[-800:]}")
-        for n, good in res.items():
-            if good and n < high:
-                high = n
-            elif not good and n > low:
-                low = n
-    proc = _probe(path, "alloc", high)
-    found = {
-        m.group(1): int(m.group(2))
-        for m in re.finditer(r"Arena allocation (head|tail) (\d+) bytes", proc.stderr)
-    }
-    return high, found.get("head"), found.get("tail")
-
-
 # --- agreement ---------------------------------------------------------------------------------
 
 
@@ -664,14 +310,14 @@ def _agreement(
     head: bool,
     on: str,
 ) -> Agreement:
-    interpreter = _interpreter(data, arena)
+    interpreter = micro_interpreter(data, arena)
     errs, cosines, same = [], [], []
     with torch.no_grad():
         for sample in samples:
             ref = reference.forward_tensors(dict(zip(keys, sample, strict=True)), {})
             want = ref.double().numpy().reshape(-1)
             xs = [info.quantize(x) for info, x in zip(inputs, sample, strict=True)]
-            got = output.dequantize(_invoke(interpreter, xs)).reshape(-1)
+            got = output.dequantize(invoke(interpreter, xs)).reshape(-1)
             errs.append(np.abs(got - want) / output.scale)
             denom = float(np.linalg.norm(got) * np.linalg.norm(want))
             cosines.append(
@@ -801,10 +447,10 @@ def _same_outputs(
         path.write_bytes(a)
         if not probe_arena(path, arena):
             raise TfliteArenaError(f"the model does not run in TFLite-Micro with {arena} bytes")
-    run_a, run_b = _interpreter(a, arena), _interpreter(b, arena)
+    run_a, run_b = micro_interpreter(a, arena), micro_interpreter(b, arena)
     for sample in samples:
         xs = [info.quantize(x) for info, x in zip(inputs, sample, strict=True)]
-        if not np.array_equal(_invoke(run_a, xs), _invoke(run_b, xs)):
+        if not np.array_equal(invoke(run_a, xs), invoke(run_b, xs)):
             return False
     return True
 

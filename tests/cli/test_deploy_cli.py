@@ -126,8 +126,8 @@ def test_failing_export_leaves_no_half_folder(
 def test_tflite_without_the_extra_fails_cleanly(
     student: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tflite = pytest.importorskip("fusion.deploy.tflite")
-    monkeypatch.setattr(tflite, "tflite_available", lambda: False)
+    tflite_model = pytest.importorskip("fusion.deploy.tflite_model")
+    monkeypatch.setattr(tflite_model, "tflite_available", lambda: False)
     out = tmp_path / "tfl"
     code, text = _run(
         ["export", "--student", str(student[0]), "--format", "tflite", "--out", str(out)]

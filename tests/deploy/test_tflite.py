@@ -20,17 +20,18 @@ from fusion.data.sample import Sample
 from fusion.deploy import StemConfig, Student, StudentConfig
 from fusion.deploy.errors import QuantisationError, StudentInputError
 from fusion.deploy.tflite import (
-    DEFAULT_ALLOWED_OPS,
-    TfliteConversionError,
-    TfliteOpError,
     TfliteReport,
-    check_ops,
     default_subsets,
     export_tflite,
     export_tflite_subsets,
-    probe_arena,
+)
+from fusion.deploy.tflite_arena import probe_arena, run_tflite
+from fusion.deploy.tflite_model import (
+    DEFAULT_ALLOWED_OPS,
+    TfliteConversionError,
+    TfliteOpError,
+    check_ops,
     read_tflite,
-    run_tflite,
 )
 from tests.threads import one_thread
 
