@@ -101,24 +101,26 @@ def tflite_available() -> bool:
     )
 
 
-def micro_runtime() -> Any:
+def _tflite_micro(module: str) -> Any:
+    """``tflite_micro.<module>``, or :class:`TfliteUnavailableError` saying how to install it."""
+    import importlib
+
     try:
-        from tflite_micro.python.tflite_micro import runtime
+        return importlib.import_module(f"tflite_micro.{module}")
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise TfliteUnavailableError(
             f"tflite-micro is not importable ({exc}); {INSTALL_HINT}"
         ) from exc
-    return runtime
+
+
+def micro_runtime() -> Any:
+    """tflite-micro's Python runtime (interpreter and flatbuffer object API)."""
+    return _tflite_micro("python.tflite_micro.runtime")
 
 
 def _schema() -> Any:
-    try:
-        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise TfliteUnavailableError(
-            f"tflite-micro is not importable ({exc}); {INSTALL_HINT}"
-        ) from exc
-    return schema_py_generated
+    """tflite-micro's generated flatbuffer schema (operator codes)."""
+    return _tflite_micro("tensorflow.lite.micro.python.schema_py_generated")
 
 
 # --- tensors -----------------------------------------------------------------------------------
