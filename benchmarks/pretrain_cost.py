@@ -21,6 +21,7 @@ pretraining): what the architecture gives before pretraining, to read the pretra
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -103,10 +104,7 @@ def _probe_rows(
             row["random_init_accuracy_per_seed"] = accs
             row["random_init_accuracy"] = statistics.mean(accs)
         if args.probe_steps > 0:
-            cfg = PretrainConfig.from_dict(
-                {"encoder": name, "width": args.width, "out": out, "name": name},
-                overrides={"max_steps": args.probe_steps},
-            )
+            cfg = dataclasses.replace(cfgs[name], out=out, name=name, max_steps=args.probe_steps)
             ckpt = torch.load(pretrain(cfg, progress=False)["checkpoint"], weights_only=False)
             enc = build_encoder(cfg, streams)
             state = {k[8:]: v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")}

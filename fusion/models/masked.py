@@ -21,6 +21,7 @@ __all__ = [
     "conv_nd",
     "masked_adaptive_pool",
     "masked_fill",
+    "pad_to_stride",
     "renormaliser",
     "zero_invalid",
 ]
@@ -134,12 +135,7 @@ class PartialConv(nn.Module):
         Returns:
             ``(y, mask_out)``: ``(N, C_out, *S')`` and bool ``(N, 1, *S')`` (``within`` when given).
         """
-        if self.stride > 1:
-            pad: list[int] = []
-            for size in reversed(x.shape[2:]):
-                pad += [0, (-size) % self.stride]
-            if any(pad):
-                x, mask = F.pad(x, pad), F.pad(mask, pad, value=False)
+        x, mask = pad_to_stride(x, mask, self.stride)
         y = self.conv(x if filled else masked_fill(x, mask))
         scale, valid = renormaliser(mask, self.kernel, self.stride, self.padding, y.dtype)
         if within is not None:
@@ -150,6 +146,22 @@ class PartialConv(nn.Module):
         if self.bias is not None:
             y = torch.addcmul(y, valid.to(y.dtype), self.bias.view(1, -1, *([1] * self.dims)))
         return y, valid
+
+
+def pad_to_stride(
+    x: torch.Tensor, mask: torch.Tensor, stride: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad ``x`` and its mask at the far end of each spatial axis to a multiple of ``stride``
+    with invalid (zero, ``False``) cells, so a strided layer keeps the border instead of cropping
+    it. Unchanged when ``stride`` is 1 or the sizes already fit."""
+    if stride <= 1:
+        return x, mask
+    pad: list[int] = []
+    for size in reversed(x.shape[2:]):
+        pad += [0, (-size) % stride]
+    if not any(pad):
+        return x, mask
+    return F.pad(x, pad), F.pad(mask, pad, value=False)
 
 
 def renormaliser(

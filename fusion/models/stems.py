@@ -28,6 +28,7 @@ from fusion.models.masked import (
     conv_nd,
     masked_adaptive_pool,
     masked_fill,
+    pad_to_stride,
     renormaliser,
     zero_invalid,
 )
@@ -205,12 +206,7 @@ class BandSetStem(nn.Module):
         """
         conv = self.embed
         k, stride, padding = conv.kernel, conv.stride, conv.padding
-        if stride > 1:  # pad to a multiple of the patch with invalid cells (border kept)
-            pad: list[int] = []
-            for size in reversed(xb.shape[2:]):
-                pad += [0, (-size) % stride]
-            if any(pad):
-                xb, mask = F.pad(xb, pad), F.pad(mask, pad, value=False)
+        xb, mask = pad_to_stride(xb, mask, stride)
         scale, valid = renormaliser(mask, k, stride, padding, xb.dtype)
         b = xb.shape[0]
         if stride == k and self.dims == 1:  # non-overlapping windows of a series: a view
