@@ -586,6 +586,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error(f"--folds needs at least 2 folds, got {args.folds}")
     if args.validate is not None and not 0 < args.validate < 1:
         parser.error(f"--validate is a share of the training split in (0, 1), got {args.validate}")
+    if not 0 <= args.drop_path < 1:
+        parser.error(f"--drop-path is a probability in [0, 1), got {args.drop_path}")
     missing = [f for f in args.combine or () if not Path(f).is_file()]
     if missing:
         parser.error(f"--combine: no such report file(s): {', '.join(missing)}")

@@ -185,7 +185,8 @@ class GatedBlock(nn.Module):
         return out
 
     def _drop(self, branch: torch.Tensor, sample: torch.Tensor, b: int) -> torch.Tensor:
-        """Stochastic depth per sample on packed tokens (identity in eval or at rate 0)."""
+        """Stochastic depth per sample on packed tokens (identity in eval or at rate 0); written
+        here because timm's ``DropPath`` drops rows of a ``(B, …)`` tensor, not packed tokens."""
         if not self.training or self.drop_path == 0.0:
             return branch
         keep = (torch.rand(b, device=branch.device) >= self.drop_path).to(branch.dtype)

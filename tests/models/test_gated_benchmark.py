@@ -85,6 +85,7 @@ def test_combine_joins_runs_on_the_same_folds_and_refuses_others(tmp_path: Path)
     [
         (["--folds", "1"], "at least 2 folds"),
         (["--validate", "1.5"], "in (0, 1)"),
+        (["--drop-path", "1"], "in [0, 1)"),
         (["--combine", "missing.json"], "no such report file"),
     ],
 )
