@@ -343,6 +343,37 @@ class SaveOnInterrupt(Callback):
             )
 
 
+def check_memory_bank(config: PretrainConfig, n_train: int) -> None:
+    """Refuse a memory bank that holds every training sample.
+
+    lightly's bank keeps the embeddings of the last ``memory_bank`` samples as extra negatives,
+    whoever they were. Once it spans an epoch, every sample meets its own earlier embedding as a
+    negative and the loss pushes each sample away from itself: on EuroSAT-MS (217 images, bank
+    512, 600 steps) 10-NN accuracy fell to 0.44 against 0.70 without a bank. A smaller bank still
+    holds a sample's own earlier embedding for about ``memory_bank / n_train`` of the samples;
+    above a tenth that gets a warning.
+
+    Raises:
+        ConfigError: ``memory_bank`` is at least the number of training samples.
+    """
+    bank = config.memory_bank
+    if bank <= 0:
+        return
+    if bank >= n_train:
+        raise ConfigError(
+            f"memory_bank {bank} >= {n_train} training samples in {config.data!r}: every sample "
+            "would meet its own earlier embedding as a negative; use memory_bank: 0 (or a bank "
+            f"well below {n_train}, e.g. {max(n_train // 10, 0)})"
+        )
+    if bank > n_train // 10:
+        warnings.warn(
+            f"memory_bank {bank} is more than a tenth of the {n_train} training samples: about "
+            f"{100 * bank / n_train:.0f}% of the samples will meet their own earlier embedding "
+            "as a negative",
+            stacklevel=2,
+        )
+
+
 def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run pretraining; returns a JSON-ready summary (also written to ``run_dir/summary.json``)."""
     # Lightning's own deprecation notice about torch's pytree API: not ours to fix, only noise.
@@ -353,6 +384,7 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]
     data = FusionDataModule(config)
     data.setup()
     assert data.bundle is not None
+    check_memory_bank(config, len(data.bundle.train))  # type: ignore[arg-type]
     module = ContrastiveFusion(config, data.bundle.specs)
     ckpt = ModelCheckpoint(
         dirpath=run / "checkpoints",

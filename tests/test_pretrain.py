@@ -16,7 +16,13 @@ from fusion.data.collate import collate_samples
 from fusion.data.datasets import build_datasets
 from fusion.data.errors import ConfigError, IncompatibleDataError
 from fusion.data.readers.band_folder import open_band_folders
-from fusion.pretrain import ContrastiveFusion, NonFiniteLossError, PretrainConfig, pretrain
+from fusion.pretrain import (
+    ContrastiveFusion,
+    NonFiniteLossError,
+    PretrainConfig,
+    check_memory_bank,
+    pretrain,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"width": 16, "depth": 1, "heads": 2, "batch_size": 8, "proj_dim": 16, "log_every": 1}
@@ -41,6 +47,19 @@ def test_unknown_config_key_names_key_and_file(tmp_path: Path) -> None:
     cfg.write_text("views: {sensor_dropout: 0.5}\n")
     with pytest.raises(ConfigError, match="sensor_dropout"):
         PretrainConfig.from_yaml(cfg)
+
+
+def test_memory_bank_that_spans_the_training_set_is_refused(tmp_path: Path) -> None:
+    # The synthetic default trains on a few hundred chips: a 4096-entry bank would hold every
+    # chip's own earlier embedding as a negative.
+    with pytest.raises(ConfigError, match=r"memory_bank 4096 >= \d+ training samples"):
+        pretrain(_cfg(tmp_path, max_steps=1, memory_bank=4096), progress=False)
+    assert not list(tmp_path.rglob("*.ckpt"))
+    cfg = _cfg(tmp_path, memory_bank=30)
+    with pytest.warns(UserWarning, match="30% of the samples"):
+        check_memory_bank(cfg, 100)
+    check_memory_bank(_cfg(tmp_path, memory_bank=10), 100)  # a tenth: accepted silently
+    check_memory_bank(_cfg(tmp_path, memory_bank=0), 5)
 
 
 def test_every_shipped_config_loads() -> None:
