@@ -15,6 +15,19 @@ from cli.errors import reports_errors
 console = Console()
 
 
+def parse_sensor_map(pairs: list[str] | None) -> dict[str, str] | None:
+    """``["s2_l2a=s2_l1c"]`` → ``{"s2_l2a": "s2_l1c"}`` (``None`` when not given)."""
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        source, sep, target = pair.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise typer.BadParameter(f"expected FROM=TO, got {pair!r}", param_hint="--sensor-map")
+        out[source.strip()] = target.strip()
+    return out
+
+
 @reports_errors
 def pretrain_cmd(
     config: Annotated[
@@ -23,6 +36,20 @@ def pretrain_cmd(
     data: Annotated[
         str | None,
         typer.Option(help="'synthetic', band-GeoTIFF folder, *_TRAIN.ts file or Presto folder."),
+    ] = None,
+    extra_data: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Further unlabelled source whose chips join the training split, normalised "
+            "with its own statistics (repeatable; replaces the config's list)."
+        ),
+    ] = None,
+    sensor_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="FROM=TO: train an extra source's sensor FROM as the primary sensor TO, bands "
+            "matched by name (repeatable), e.g. s2_l2a=s2_l1c."
+        ),
     ] = None,
     out: Annotated[str | None, typer.Option(help="Folder for runs (default runs/).")] = None,
     name: Annotated[str | None, typer.Option(help="Run name: writes OUT/NAME/.")] = None,
@@ -45,6 +72,8 @@ def pretrain_cmd(
 
     overrides = {
         "data": data,
+        "extra_data": extra_data,
+        "sensor_map": parse_sensor_map(sensor_map),
         "out": out,
         "name": name,
         "max_steps": max_steps,

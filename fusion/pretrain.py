@@ -36,6 +36,7 @@ from fusion.config import check_keys, read_mapping
 from fusion.data.collate import Batch
 from fusion.data.datasets import DatasetBundle, build_datasets, describe
 from fusion.data.errors import ConfigError
+from fusion.data.extra_sources import add_extra_sources
 from fusion.data.sample import Sample
 from fusion.data.specs import SensorSpec, Stream
 from fusion.models import FusionEncoder, early_fusion_baseline, projection_head
@@ -48,7 +49,12 @@ class PretrainConfig:
 
     Args:
         data: ``"synthetic"`` or a path (band-GeoTIFF folders, a ``*_TRAIN.ts`` file, the
-            Presto arrays folder).
+            Presto arrays folder): the primary source, whose validation split, normalisation
+            statistics and sensors the checkpoint keeps.
+        extra_data: further unlabelled sources whose chips (both splits) join the training
+            split, each normalised with its own statistics and conformed to the primary
+            sensors (see :mod:`fusion.data.extra_sources`).
+        sensor_map: sensor renames for ``extra_data`` (``{"s2_l2a": "s2_l1c"}``).
         out: folder for runs; the run writes ``<out>/<name>/``.
         name: run name.
         chip_m: chip side in metres (rasters).
@@ -82,6 +88,8 @@ class PretrainConfig:
     """
 
     data: str = "synthetic"
+    extra_data: list[str] = field(default_factory=list)
+    sensor_map: dict[str, str] = field(default_factory=dict)
     out: str = "runs"
     name: str = "pretrain"
     chip_m: float = 640.0
@@ -164,8 +172,12 @@ class FusionDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.bundle is None:
-            self.bundle = build_datasets(
-                self.config.data, chip_m=self.config.chip_m, seed=self.config.seed
+            self.bundle = add_extra_sources(
+                build_datasets(self.config.data, chip_m=self.config.chip_m, seed=self.config.seed),
+                self.config.extra_data,
+                sensor_map=self.config.sensor_map,
+                chip_m=self.config.chip_m,
+                seed=self.config.seed,
             )
 
     def _loader(self, ds: Dataset[Sample], maker: ViewMaker, shuffle: bool) -> DataLoader[Any]:
