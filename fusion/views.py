@@ -64,6 +64,13 @@ class ViewConfig:
         p_clip: probability per sensor of clipping each band to its central percentiles.
         clip_percentile: clip to ``[P(100 - q), P(q)]`` of the band's valid values (q in %).
         robust_range: ``(low, high)`` percentiles spanned by the quantiser's levels.
+        band_subsets: named band subsets a deployment will feed alone (``[["B02", "B03",
+            "B04"]]`` for an RGB camera); bands are matched by name or alias in every sensor.
+        p_band_subset: probability per view of keeping only one of ``band_subsets`` (drawn
+            uniformly; channel drop is not applied on top) instead of the random channel drop,
+            so the representation of a subset is trained to agree with the full views rather
+            than met for the first time at deployment. A subset the sample does not carry is
+            skipped for that view.
     """
 
     sensor_drop: float = 0.3
@@ -87,8 +94,17 @@ class ViewConfig:
     p_clip: float = 0.1
     clip_percentile: float = 99.0
     robust_range: tuple[float, float] = (1.0, 99.0)
+    band_subsets: tuple[tuple[str, ...], ...] = ()
+    p_band_subset: float = 0.0
 
     def __post_init__(self) -> None:
+        # YAML gives lists; the frozen config keeps tuples.
+        subsets = tuple(tuple(str(b) for b in sub) for sub in self.band_subsets)
+        object.__setattr__(self, "band_subsets", subsets)
+        if any(not sub for sub in self.band_subsets):
+            raise ValueError(f"band_subsets must not hold an empty subset: {self.band_subsets}")
+        if self.p_band_subset > 0 and not self.band_subsets:
+            raise ValueError("p_band_subset > 0 needs at least one subset in band_subsets")
         for name in (
             "sensor_drop",
             "channel_drop",
@@ -98,6 +114,7 @@ class ViewConfig:
             "p_lighting",
             "p_quantise",
             "p_clip",
+            "p_band_subset",
         ):
             _check_unit(name, getattr(self, name))
         for name in ("crop_scale", "time_crop_scale"):
@@ -199,7 +216,11 @@ class ViewMaker:
             kept = {s for s in sorted(cand) if _rand(g) >= p_sensor}
             if not kept & eligible:  # never an empty view: force-keep one sensor with data
                 kept.add(_choice(sorted(cand & eligible), g))
-            views.append(self._view(_select(sample, kept, p_channel, g), g))
+            chosen = None
+            if self.config.band_subsets and _rand(g) < self.config.p_band_subset:
+                subset = _choice(self.config.band_subsets, g)
+                chosen = _restrict(sample, subset)  # the subset's bands, whichever sensors
+            views.append(self._view(chosen or _select(sample, kept, p_channel, g), g))
         return views[0], views[1]
 
     def _view(self, sample: Sample, g: torch.Generator) -> Sample:
@@ -429,6 +450,12 @@ def _select(sample: Sample, sensors: set[str], p_channel: float, g: torch.Genera
             if slots:
                 k, i = _choice(slots, g)
                 keep[k][i] = True
+    return _with_bands(sample, keep)
+
+
+def _with_bands(sample: Sample, keep: dict[str, torch.Tensor]) -> Sample:
+    """``sample`` with the bands flagged in ``keep`` present and the rest zeroed; streams not in
+    ``keep`` or left with no band are removed."""
     keys = [k for k in sample.data if k in keep and keep[k].any()]
     return Sample(
         data={k: sample.data[k] * _expand(keep[k].float(), sample.data[k]) for k in keys},
@@ -438,6 +465,19 @@ def _select(sample: Sample, sensors: set[str], p_channel: float, g: torch.Genera
         label=sample.label,
         band_present={k: keep[k] for k in keys},
     )
+
+
+def _restrict(sample: Sample, subset: Sequence[str]) -> Sample | None:
+    """``sample`` with only the bands named in ``subset`` present (every sensor), or ``None``
+    when that leaves no present band with a valid pixel."""
+    keep = {
+        k: sample.bands_present(k)
+        & torch.tensor([any(b.matches(n) for n in subset) for b in st.bands])
+        for k, st in sample.streams.items()
+    }
+    if not any(keep[k].any() and sample.masks[k].any() for k in keep):
+        return None
+    return _with_bands(sample, keep)
 
 
 # -- geometry -----------------------------------------------------------------------------------

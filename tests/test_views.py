@@ -115,6 +115,39 @@ def test_band_absent_in_input_stays_absent(chip: Sample) -> None:
         assert view.bands_present("syn_sar").tolist() == [True, False]
 
 
+def test_band_subset_views_keep_exactly_the_named_bands(chip: Sample) -> None:
+    names = {k: st.band_names for k, st in chip.streams.items()}
+    first_optical = names["syn_optical_10m"][:2]
+    cfg = replace(
+        PLAIN,
+        sensor_drop=0.0,
+        channel_drop=0.5,
+        band_subsets=[list(first_optical)],
+        p_band_subset=0.5,
+    )
+    assert cfg.band_subsets == (tuple(first_optical),)  # YAML lists become tuples
+    maker = ViewMaker(cfg, seed=11)
+    subset_views = 0
+    for _ in range(60):
+        for view in maker(chip):
+            if set(view.data) == {"syn_optical_10m"} and view.bands_present(
+                "syn_optical_10m"
+            ).tolist() == [True, True, False, False]:
+                subset_views += 1
+                x = view.data["syn_optical_10m"]
+                assert torch.equal(x[:2], chip.data["syn_optical_10m"][:2])
+                assert (x[2:] == 0).all()
+    assert 30 <= subset_views <= 90  # about half of 120 views
+    # A subset the sample does not carry falls back to the ordinary channel drop.
+    maker = ViewMaker(replace(cfg, band_subsets=[["B99"]], p_band_subset=1.0), seed=12)
+    for view in maker(chip):
+        assert _has_data(view)
+    with pytest.raises(ValueError, match="needs at least one subset"):
+        ViewConfig(p_band_subset=0.2)
+    with pytest.raises(ValueError, match="empty subset"):
+        ViewConfig(band_subsets=[[]])
+
+
 def test_overlap_zero_gives_disjoint_sensor_sets(chip: Sample) -> None:
     maker = ViewMaker(replace(PLAIN, sensor_drop=0.3, overlap=0.0), seed=5)
     for _ in range(100):
