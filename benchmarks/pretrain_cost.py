@@ -164,6 +164,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=0,
         help="also probe each encoder at random initialisation with this many seeds",
     )
+    p.add_argument(
+        "--pixel-channels",
+        type=int,
+        default=0,
+        help="K of our stems' native-resolution pixel stage (ours and early_bandset; 0: none)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the numbers here")
     p.add_argument("--plot", help="write a bar chart (PNG) here")
@@ -172,7 +178,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     batches, bundle = view_batches(args.steps, args.batch, args.seed)
     streams = streams_of(bundle.specs)
     cfgs = {
-        name: PretrainConfig.from_dict({"encoder": name, "width": args.width}) for name in ENCODERS
+        name: PretrainConfig.from_dict(
+            {"encoder": name, "width": args.width, "pixel_channels": args.pixel_channels}
+        )
+        for name in ENCODERS
     }
     rows: dict[str, dict[str, Any]] = {name: {"step_s": []} for name in ENCODERS}
     for name, cfg in cfgs.items():  # warm-up, MACs and parameters
