@@ -22,12 +22,23 @@ def single_thread() -> Iterator[None]:
         yield
 
 
+class SharedData(type(Path())):  # type: ignore[misc]
+    """The real data folder; ``shared_data / "eurosat-ms"`` skips the test, naming the folder,
+    when that dataset is absent (a partial copy of the data folder), and gives a plain Path."""
+
+    def __truediv__(self, name: str) -> Path:
+        child = Path(str(self)) / name
+        if not child.exists():
+            pytest.skip(f"real data {child} is absent (FUSION_SHARED_DATA={self})")
+        return child
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     root = shared_data_dir()
     if not root.is_dir():
         pytest.skip(f"real data folder {root} is absent (set FUSION_SHARED_DATA)")
-    return root
+    return SharedData(root)
 
 
 #: A model small enough that every test using it runs in seconds.
