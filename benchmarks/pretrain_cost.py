@@ -53,23 +53,36 @@ def view_batches(n_batches: int, batch: int, seed: int) -> tuple[list[tuple[Batc
     return out, bundle
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def step_times(
-    cfg: PretrainConfig, streams: dict[str, Any], batches: list[tuple[Batch, Batch]]
+    cfg: PretrainConfig,
+    streams: dict[str, Any],
+    batches: list[tuple[Batch, Batch]],
+    device: torch.device | None = None,
 ) -> tuple[torch.nn.Module, list[float]]:
+    """Seconds per training step (forward, backward, AdamW) on ``device`` (default CPU); the
+    batches are moved there before timing, and CUDA is synchronised around every step."""
+    device = device or torch.device("cpu")
     torch.manual_seed(0)
-    enc = build_encoder(cfg, streams)
-    head = projection_head(cfg.width, 2 * cfg.width, cfg.proj_dim)
+    enc = build_encoder(cfg, streams).to(device)
+    head = projection_head(cfg.width, 2 * cfg.width, cfg.proj_dim).to(device)
     loss_fn = NTXentLoss(temperature=cfg.temperature)
     opt = torch.optim.AdamW([*enc.parameters(), *head.parameters()], lr=cfg.lr)
     times = []
-    for b1, b2 in batches:
+    for b1, b2 in [(b1.to(device), b2.to(device)) for b1, b2 in batches]:
+        _sync(device)
         t0 = time.perf_counter()
         loss = loss_fn(head(enc(b1)), head(enc(b2)))
         opt.zero_grad()
         loss.backward()
         opt.step()
+        _sync(device)
         times.append(time.perf_counter() - t0)
-    return enc, times
+    return enc.cpu(), times
 
 
 def _probe_rows(
@@ -170,11 +183,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=0,
         help="K of our stems' native-resolution pixel stage (ours and early_bandset; 0: none)",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="device the timed steps run on (cpu, cuda); MACs and probes stay on the CPU",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the numbers here")
     p.add_argument("--plot", help="write a bar chart (PNG) here")
     args = p.parse_args(argv)
 
+    device = torch.device(args.device)
     batches, bundle = view_batches(args.steps, args.batch, args.seed)
     streams = streams_of(bundle.specs)
     cfgs = {
@@ -185,14 +204,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     rows: dict[str, dict[str, Any]] = {name: {"step_s": []} for name in ENCODERS}
     for name, cfg in cfgs.items():  # warm-up, MACs and parameters
-        enc, _ = step_times(cfg, streams, batches[:1])
+        enc, _ = step_times(cfg, streams, batches[:1], device)
         enc.eval()
         b1 = batches[0][0]
         rows[name]["macs_per_sample"] = count_macs(enc, b1) / len(b1)
         rows[name]["params"] = sum(q.numel() for q in enc.parameters())
     for _ in range(args.repeats):
         for name, cfg in cfgs.items():
-            _, times = step_times(cfg, streams, batches)
+            _, times = step_times(cfg, streams, batches, device)
             rows[name]["step_s"].append(statistics.median(times))
     for row in rows.values():
         row["median_step_s"] = statistics.median(row["step_s"])
@@ -208,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "batch": args.batch,
         "width": args.width,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "rows": rows,
         "macs_ratio_csf_over_ours": rows["early_conv"]["macs_per_sample"] / ours["macs_per_sample"],
         "speed_ratio_ours_over_csf": ours["train_samples_per_s"]

@@ -154,7 +154,7 @@ def stream_band_features(
     return torch.tensor(feats, dtype=torch.float32), torch.tensor(rows, dtype=torch.int64)
 
 
-_CacheKey = tuple[tuple[Band, ...], float | None, float | None]
+_CacheKey = tuple[tuple[Band, ...], float | None, float | None, str]
 
 
 class BandEmbedding(nn.Module):
@@ -180,10 +180,14 @@ class BandEmbedding(nn.Module):
         self._cache: dict[_CacheKey, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _inputs(self, stream: Stream) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (stream.bands, stream.resolution_m, stream.rate_hz)
+        # Cached on the device the weights live on: a host-to-device copy every forward would
+        # be two synchronising transfers per stream and step on a GPU.
+        device = self.quantity.weight.device
+        key = (stream.bands, stream.resolution_m, stream.rate_hz, str(device))
         hit = self._cache.get(key)
         if hit is None:
-            hit = stream_band_features(stream, quantity_buckets=self.quantity_buckets)
+            feats, rows = stream_band_features(stream, quantity_buckets=self.quantity_buckets)
+            hit = (feats.to(device), rows.to(device))
             self._cache[key] = hit
         return hit
 
@@ -197,8 +201,7 @@ class BandEmbedding(nn.Module):
             ``(C, E)``, row ``i`` for ``stream.bands[i]``.
         """
         feats, rows = self._inputs(stream)
-        device = self.quantity.weight.device
-        out: torch.Tensor = self.mlp(feats.to(device)) + self.quantity(rows.to(device))
+        out: torch.Tensor = self.mlp(feats) + self.quantity(rows)
         return out
 
     def embed_bands(
