@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -79,7 +80,10 @@ class PretrainConfig:
         devices: devices per node.
         num_nodes: nodes.
         strategy: Lightning strategy (``"auto"``, ``"ddp"``, ``"ddp_spawn"``...).
-        num_workers: DataLoader workers (the view curriculum is updated in-process with 0).
+        num_workers: DataLoader workers, or ``-1`` (the default) for automatic: none when training
+            on CPU (the cores train), ``min(8, cores - 1)`` when a GPU trains (one process
+            cannot make views as fast as a GPU consumes them). The view curriculum reaches
+            workers through shared memory.
         resume: checkpoint to resume from.
         log_every: steps between logged metrics.
         encoder: ``"fusion"`` (native resolution, the toolkit's encoder) or a baseline for
@@ -113,7 +117,7 @@ class PretrainConfig:
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    num_workers: int = 0
+    num_workers: int = -1
     resume: str | None = None
     log_every: int = 10
     encoder: str = "fusion"
@@ -160,6 +164,17 @@ class ViewPairs(Dataset[tuple[Sample, Sample]]):
         return self.maker(self.base[index])
 
 
+def loader_workers(config: PretrainConfig) -> int:
+    """DataLoader workers for a config: its ``num_workers``, or for ``-1`` none on CPU and
+    ``min(8, cores - 1)`` when the run trains on a GPU."""
+    if config.num_workers >= 0:
+        return config.num_workers
+    gpu = config.accelerator in ("gpu", "cuda") or (
+        config.accelerator == "auto" and torch.cuda.is_available()
+    )
+    return min(8, (os.cpu_count() or 1) - 1) if gpu else 0
+
+
 class FusionDataModule(L.LightningDataModule):
     """Train/val view pairs of a data source, normalised with statistics from the train split."""
 
@@ -182,14 +197,16 @@ class FusionDataModule(L.LightningDataModule):
 
     def _loader(self, ds: Dataset[Sample], maker: ViewMaker, shuffle: bool) -> DataLoader[Any]:
         n = len(ds)  # type: ignore[arg-type]
+        workers = loader_workers(self.config)
         return DataLoader(
             ViewPairs(ds, maker),
             batch_size=min(self.config.batch_size, n),
             shuffle=shuffle,
             drop_last=shuffle and n > self.config.batch_size,
             collate_fn=collate_views,
-            num_workers=self.config.num_workers,
-            persistent_workers=self.config.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=workers > 0,
         )
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, idx: int) -> Any:

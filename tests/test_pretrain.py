@@ -197,3 +197,16 @@ def test_interrupted_run_leaves_a_checkpoint_that_resumes(tmp_path: Path) -> Non
         progress=False,
     )  # fmt: skip
     assert summary["steps"] == step + 2
+
+
+def test_loader_workers_auto_only_on_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fusion.pretrain import loader_workers
+
+    assert loader_workers(_cfg(tmp_path, num_workers=3)) == 3  # an explicit count is kept
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert loader_workers(_cfg(tmp_path)) == 0  # CPU: the cores train
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert loader_workers(_cfg(tmp_path, accelerator="gpu")) == 8
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert loader_workers(_cfg(tmp_path)) == 8  # auto resolves to the GPU
+    assert loader_workers(_cfg(tmp_path, accelerator="cpu")) == 0
