@@ -408,12 +408,12 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]
     # Lightning's own deprecation notice about torch's pytree API: not ours to fix, only noise.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
     L.seed_everything(config.seed, workers=True, verbose=False)
-    run = config.run_dir
-    run.mkdir(parents=True, exist_ok=True)
     data = FusionDataModule(config)
     data.setup()
     assert data.bundle is not None
     check_memory_bank(config, len(data.bundle.train))  # type: ignore[arg-type]
+    run = config.run_dir  # created once the data is known good: bad input leaves no empty run
+    run.mkdir(parents=True, exist_ok=True)
     module = ContrastiveFusion(config, data.bundle.specs)
     ckpt = ModelCheckpoint(
         dirpath=run / "checkpoints",

@@ -129,6 +129,7 @@ def add_extra_sources(
         return bundle
     rename = dict(sensor_map or {})
     primary = set(bundle.specs)
+    conform = conformer(bundle.specs, rename)
     parts: list[Dataset[Sample]] = [Transformed(bundle.train, unlabelled)]
     notes = []
     for source in sources:
@@ -140,7 +141,6 @@ def add_extra_sources(
                 f"a sensor of the primary data {sorted(primary)}; map one with sensor_map "
                 f"(e.g. {{{sorted(extra.specs)[0]!r}: {sorted(primary)[0]!r}}})"
             )
-        conform = conformer(bundle.specs, rename)
         parts += [Transformed(extra.train, conform), Transformed(extra.val, conform)]
         n = size(extra.train) + size(extra.val)
         used = ", ".join(f"{s}→{rename[s]}" if s in rename else s for s in shared)
