@@ -51,6 +51,16 @@ def pretrain_cmd(
             "matched by name (repeatable), e.g. s2_l2a=s2_l1c."
         ),
     ] = None,
+    guide: Annotated[
+        str | None,
+        typer.Option(
+            help="Frozen model whose features of each training chip the views also predict: "
+            "imagenet-rgb (needs B02/B03/B04) or band-stats; 'none' turns a config's guide off."
+        ),
+    ] = None,
+    guide_weight: Annotated[
+        float | None, typer.Option(help="Weight of the guide's term beside NT-Xent.")
+    ] = None,
     out: Annotated[str | None, typer.Option(help="Folder for runs (default runs/).")] = None,
     name: Annotated[str | None, typer.Option(help="Run name: writes OUT/NAME/.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimiser steps.")] = None,
@@ -74,6 +84,7 @@ def pretrain_cmd(
         "data": data,
         "extra_data": extra_data,
         "sensor_map": parse_sensor_map(sensor_map),
+        "guide_weight": guide_weight,
         "out": out,
         "name": name,
         "max_steps": max_steps,
@@ -90,6 +101,8 @@ def pretrain_cmd(
         if config
         else PretrainConfig.from_dict({}, overrides=overrides)
     )
+    if guide is not None:
+        cfg.guide = None if guide.lower() == "none" else guide
     try:
         summary = pretrain(cfg, progress=progress and not as_json)
     except NonFiniteLossError as err:

@@ -40,6 +40,7 @@ from fusion.data.errors import ConfigError
 from fusion.data.extra_sources import add_extra_sources
 from fusion.data.sample import Sample
 from fusion.data.specs import SensorSpec, Stream
+from fusion.guide import GuideHead, guide_loss, guide_targets, make_guide
 from fusion.models import FusionEncoder, early_fusion_baseline, projection_head
 from fusion.views import ViewConfig, ViewMaker, collate_views
 
@@ -67,6 +68,9 @@ class PretrainConfig:
         warmup_steps: linear warm-up steps before the cosine decay.
         temperature: NT-Xent temperature.
         memory_bank: negatives kept in lightly's memory bank (0: off).
+        guide: a frozen model whose features of each training chip the views also predict
+            (``"imagenet-rgb"``, ``"band-stats"``; see :mod:`fusion.guide`), or ``None``.
+        guide_weight: weight of the guide's cosine term beside NT-Xent.
         width: encoder width (token dimension).
         depth: transformer layers of the shared trunk.
         heads: attention heads.
@@ -105,6 +109,8 @@ class PretrainConfig:
     warmup_steps: int = 25
     temperature: float = 0.2
     memory_bank: int = 0
+    guide: str | None = None
+    guide_weight: float = 1.0
     width: int = 64
     depth: int = 2
     heads: int = 4
@@ -150,18 +156,29 @@ class PretrainConfig:
         return Path(self.out) / self.name
 
 
-class ViewPairs(Dataset[tuple[Sample, Sample]]):
-    """Two views of each Sample of a dataset."""
+class ViewPairs(Dataset[tuple[Any, ...]]):
+    """Two views of each Sample of a dataset, and with ``with_index`` the Sample's index (the
+    guide's features are looked up by it)."""
 
-    def __init__(self, base: Dataset[Sample], maker: ViewMaker) -> None:
+    def __init__(
+        self, base: Dataset[Sample], maker: ViewMaker, *, with_index: bool = False
+    ) -> None:
         self.base = base
         self.maker = maker
+        self.with_index = with_index
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> tuple[Sample, Sample]:
-        return self.maker(self.base[index])
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        views = self.maker(self.base[index])
+        return (*views, index) if self.with_index else views
+
+
+def collate_indexed_views(items: list[tuple[Sample, Sample, int]]) -> tuple[Any, ...]:
+    """``(first views, second views, sample indices)`` of :class:`ViewPairs` with an index."""
+    first, second = collate_views([(a, b) for a, b, _ in items])
+    return first, second, torch.tensor([i for _, _, i in items], dtype=torch.long)
 
 
 def loader_workers(config: PretrainConfig) -> int:
@@ -184,6 +201,7 @@ class FusionDataModule(L.LightningDataModule):
         self.bundle = bundle
         self.view_maker = ViewMaker(ViewConfig(**config.views), seed=config.seed)
         self.val_maker = ViewMaker(ViewConfig(**config.views), seed=config.seed + 1)
+        self.with_index = False  # training batches carry sample indices (set for a guide)
 
     def setup(self, stage: str | None = None) -> None:
         if self.bundle is None:
@@ -198,12 +216,13 @@ class FusionDataModule(L.LightningDataModule):
     def _loader(self, ds: Dataset[Sample], maker: ViewMaker, shuffle: bool) -> DataLoader[Any]:
         n = len(ds)  # type: ignore[arg-type]
         workers = loader_workers(self.config)
+        indexed = shuffle and self.with_index
         return DataLoader(
-            ViewPairs(ds, maker),
+            ViewPairs(ds, maker, with_index=indexed),
             batch_size=min(self.config.batch_size, n),
             shuffle=shuffle,
             drop_last=shuffle and n > self.config.batch_size,
-            collate_fn=collate_views,
+            collate_fn=collate_indexed_views if indexed else collate_views,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=workers > 0,
@@ -231,19 +250,32 @@ class NonFiniteLossError(RuntimeError):
 
 
 class ContrastiveFusion(L.LightningModule):
-    """The encoder, its projection head and the NT-Xent objective.
+    """The encoder, its projection head and the NT-Xent objective (plus the guide's term).
 
     Args:
         config: the run config (hyper-parameters are saved with the checkpoint).
         specs: sensor specs with normalisation statistics (saved with the checkpoint).
+        guide_features: ``(N, G)`` the guide's features of the training chips
+            (:func:`fusion.guide.guide_targets`); training batches then carry sample indices.
     """
 
-    def __init__(self, config: PretrainConfig, specs: dict[str, SensorSpec]) -> None:
+    def __init__(
+        self,
+        config: PretrainConfig,
+        specs: dict[str, SensorSpec],
+        guide_features: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.specs = specs
         self.encoder = build_encoder(config, streams_of(specs))
         self.head = projection_head(config.width, 2 * config.width, config.proj_dim)
+        self.guide_head: GuideHead | None = None
+        if guide_features is not None:
+            self.guide_head = GuideHead(config.width, guide_features.shape[1])
+            # Not saved: recomputed from the data on resume (deterministic, and as large as the
+            # training set).
+            self.register_buffer("guide_features", guide_features, persistent=False)
         bank = (config.memory_bank, config.proj_dim) if config.memory_bank > 0 else 0
         self.criterion = NTXentLoss(
             temperature=config.temperature, memory_bank_size=bank, gather_distributed=True
@@ -255,13 +287,22 @@ class ContrastiveFusion(L.LightningModule):
         out: torch.Tensor = self.encoder(batch)
         return out
 
-    def _loss(self, views: tuple[Batch, Batch]) -> torch.Tensor:
-        b1, b2 = views
-        z1, z2 = self.head(self.encoder(b1)), self.head(self.encoder(b2))
-        loss: torch.Tensor = self.criterion(z1, z2)
+    def _loss(self, views: tuple[Any, ...]) -> torch.Tensor:
+        """NT-Xent between the two views, plus (when the batch carries sample indices) the
+        weighted guide term, logged on its own."""
+        e1, e2 = self.encoder(views[0]), self.encoder(views[1])
+        loss: torch.Tensor = self.criterion(self.head(e1), self.head(e2))
+        if self.guide_head is not None and len(views) == 3:
+            features: torch.Tensor = self.guide_features  # type: ignore[assignment]
+            target = features[views[2]]
+            guided = (
+                guide_loss(self.guide_head(e1), target) + guide_loss(self.guide_head(e2), target)
+            ) / 2
+            self.log("train/guide_loss", guided, batch_size=len(views[0]))
+            loss = loss + self.config.guide_weight * guided
         return loss
 
-    def training_step(self, views: tuple[Batch, Batch], batch_idx: int) -> torch.Tensor:
+    def training_step(self, views: tuple[Any, ...], batch_idx: int) -> torch.Tensor:
         loss = self._loss(views)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -412,9 +453,14 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]
     data.setup()
     assert data.bundle is not None
     check_memory_bank(config, len(data.bundle.train))  # type: ignore[arg-type]
+    features = None
+    if config.guide:
+        guide = make_guide(config.guide, data.bundle.specs)
+        features = guide_targets(guide, data.bundle.train, data.bundle.specs, progress=progress)
+        data.with_index = True
     run = config.run_dir  # created once the data is known good: bad input leaves no empty run
     run.mkdir(parents=True, exist_ok=True)
-    module = ContrastiveFusion(config, data.bundle.specs)
+    module = ContrastiveFusion(config, data.bundle.specs, features)
     ckpt = ModelCheckpoint(
         dirpath=run / "checkpoints",
         filename="step{step}",

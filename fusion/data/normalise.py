@@ -104,6 +104,13 @@ class Normaliser:
         self.specs = dict(specs)
 
     def __call__(self, sample: Sample) -> Sample:
+        return self._map(sample, invert=False)
+
+    def invert(self, sample: Sample) -> Sample:
+        """Physical values back from standardised ones (invalid pixels stay 0)."""
+        return self._map(sample, invert=True)
+
+    def _map(self, sample: Sample, *, invert: bool) -> Sample:
         data = {}
         for key, x in sample.data.items():
             stream = sample.streams[key]
@@ -114,10 +121,10 @@ class Normaliser:
                     sensor=stream.sensor,
                 )
             idx = [spec.band_index(n) for n in stream.band_names]
-            mean = torch.tensor([spec.stats.mean[i] for i in idx], dtype=torch.float32)
-            std = torch.tensor([spec.stats.std[i] for i in idx], dtype=torch.float32)
             shape = (-1,) + (1,) * (x.dim() - 1)
-            y = (x - mean.view(shape)) / std.view(shape)
+            mean = torch.tensor([spec.stats.mean[i] for i in idx], dtype=torch.float32).view(shape)
+            std = torch.tensor([spec.stats.std[i] for i in idx], dtype=torch.float32).view(shape)
+            y = x * std + mean if invert else (x - mean) / std
             data[key] = y * sample.masks[key].unsqueeze(0)
         return Sample(
             data,
