@@ -11,7 +11,7 @@ Embedders receive physical Samples and apply their own preprocessing, so a check
 model and a statistics baseline are compared on the same samples and split.
 """
 
-from fusion.probe.embedders import Embedder, FusionEmbedder
+from fusion.probe.embedders import Concatenated, Embedder, FusionEmbedder
 from fusion.probe.embedding import Embeddings, embed_dataset
 from fusion.probe.errors import (
     EmptyClassError,
@@ -32,6 +32,7 @@ __all__ = [
     "PROBES",
     "TASKS",
     "Cell",
+    "Concatenated",
     "Embedder",
     "Embeddings",
     "EmptyClassError",

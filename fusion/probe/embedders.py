@@ -25,7 +25,7 @@ from fusion.data.sample import Sample
 from fusion.data.specs import SensorSpec
 from fusion.models import FusionEncoder
 
-__all__ = ["Embedder", "FusionEmbedder", "default_device"]
+__all__ = ["Concatenated", "Embedder", "FusionEmbedder", "default_device"]
 
 
 @runtime_checkable
@@ -120,3 +120,25 @@ class FusionEmbedder:
         batch = collate_samples(self.prepare(samples)).to(self.device)
         out: torch.Tensor = self.encoder(batch)
         return out.float().cpu().numpy()
+
+
+class Concatenated:
+    """Late fusion of embedders: each embeds the same Samples, features side by side.
+
+    The naive answer to "does learned fusion beat simply joining what each model sees?": e.g.
+    ImageNet features of the RGB image next to per-band statistics of every band. The probes
+    standardise each column, so the parts' scales do not matter.
+
+    Args:
+        parts: the embedders, in column order.
+        name: label for tables (default: the parts' names joined with ``+``).
+    """
+
+    def __init__(self, *parts: Embedder, name: str | None = None) -> None:
+        if len(parts) < 2:
+            raise ValueError(f"Concatenated needs at least two embedders, got {len(parts)}")
+        self.parts = parts
+        self.name = name or "+".join(p.name for p in parts)
+
+    def embed(self, samples: Sequence[Sample]) -> np.ndarray:
+        return np.hstack([np.asarray(p.embed(samples), dtype=np.float32) for p in self.parts])

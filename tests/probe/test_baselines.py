@@ -394,3 +394,19 @@ def test_band_statistics_on_time_series() -> None:
     row = BandStatistics([get_spec("accelerometer")]).embed([_one_stream(acc, values, valid)])[0]
     assert row[0] == 1
     np.testing.assert_allclose(row[1:6], _expected(values[0], valid), rtol=1e-6)
+
+
+def test_concatenated_puts_each_embedders_features_side_by_side() -> None:
+    from fusion.probe import Concatenated
+
+    stats = BandStatistics([("s2_l2a_10m", "B4")])
+    both = BandStatistics([("s2_l2a_10m", "B4"), ("s1_grd", "VV")])
+    late = Concatenated(stats, both)
+    assert isinstance(late, Embedder) and late.name == "band-stats+band-stats"
+    samples = [_sample(0), _sample(1)]
+    out = late.embed(samples)
+    assert out.shape == (2, stats.dim + both.dim) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[:, : stats.dim], stats.embed(samples))
+    np.testing.assert_array_equal(out[:, stats.dim :], both.embed(samples))
+    with pytest.raises(ValueError, match="at least two"):
+        Concatenated(stats)
