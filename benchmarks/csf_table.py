@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -45,16 +46,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "pretrain_eurosat.yaml"
 
 
-def _pretrain(data: str, steps: int | None, seed: int, out: Path) -> tuple[str, dict[str, Any]]:
+def _pretrain(
+    config: Path, data: str, steps: int | None, seed: int, out: Path
+) -> tuple[str, dict[str, Any]]:
     overrides: dict[str, Any] = {"data": data, "out": str(out), "seed": seed}
     if steps:
         overrides["max_steps"] = steps
-    cfg = PretrainConfig.from_yaml(CONFIG, overrides)
+    cfg = PretrainConfig.from_yaml(config, overrides)
     summary = pretrain(cfg, progress=sys.stderr.isatty())
     return str(summary["checkpoint"]), {
         "steps": summary["steps"],
         "seconds": summary["seconds"],
-        "config": str(CONFIG.relative_to(ROOT)),
+        "config": os.path.relpath(config.resolve(), ROOT),
         "guide": cfg.guide,
         "guide_weight": cfg.guide_weight if cfg.guide else None,
     }
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pretraining: dict[str, Any] = {"checkpoint": args.checkpoint}
     if args.checkpoint is None:
         with tempfile.TemporaryDirectory(prefix="fusion-csf-") as tmp:
-            ckpt, info = _pretrain(args.data, args.max_steps, args.seed, Path(tmp))
+            ckpt, info = _pretrain(args.config, args.data, args.max_steps, args.seed, Path(tmp))
             fusion = FusionEmbedder.from_checkpoint(ckpt)
             pretraining = {"checkpoint": None, **info}
     else:
@@ -219,6 +222,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(shared_data_dir() / "eurosat-ms"))
     p.add_argument("--checkpoint", default=None, help="pretrained checkpoint (else pretrain)")
+    p.add_argument("--config", type=Path, default=CONFIG, help="pretraining config (no checkpoint)")
     p.add_argument("--max-steps", type=int, default=None, help="override the config's steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-fraction", type=float, default=0.2)
