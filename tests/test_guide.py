@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,24 @@ def test_unknown_guide_and_guide_that_cannot_read_the_data_are_named(
     with pytest.raises(ConfigError, match="guide 'imagenet-rgb' cannot embed the training data"):
         pretrain(cfg, progress=False)
     assert not list(tmp_path.iterdir())  # refused before the run folder exists
+
+
+def test_cli_guide_option_names_a_bad_guide_and_none_turns_a_configs_guide_off(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    runner = CliRunner()
+    base = ["pretrain", "--out", str(tmp_path), "--max-steps", "1", "--no-progress", "--json"]
+    result = runner.invoke(app, [*base, "--guide", "dino"])
+    assert result.exit_code == 2 and "unknown guide 'dino'" in result.output
+    config = tmp_path / "guided.yaml"
+    config.write_text(
+        "guide: imagenet-rgb\nwidth: 16\ndepth: 1\nheads: 2\nbatch_size: 8\nproj_dim: 16\n"
+    )
+    # the synthetic default has no RGB: the config's guide would fail, 'none' turns it off
+    result = runner.invoke(app, [*base, "--config", str(config), "--guide", "none"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["config"]["guide"] is None
