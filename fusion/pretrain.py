@@ -201,7 +201,8 @@ class FusionDataModule(L.LightningDataModule):
         self.bundle = bundle
         self.view_maker = ViewMaker(ViewConfig(**config.views), seed=config.seed)
         self.val_maker = ViewMaker(ViewConfig(**config.views), seed=config.seed + 1)
-        self.with_index = False  # training batches carry sample indices (set for a guide)
+        # With a guide, training batches carry sample indices (its features are looked up by them)
+        self.with_index = bool(config.guide)
 
     def setup(self, stage: str | None = None) -> None:
         if self.bundle is None:
@@ -457,7 +458,6 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]
     if config.guide:
         guide = make_guide(config.guide, data.bundle.specs)
         features = guide_targets(guide, data.bundle.train, data.bundle.specs, progress=progress)
-        data.with_index = True
     run = config.run_dir  # created once the data is known good: bad input leaves no empty run
     run.mkdir(parents=True, exist_ok=True)
     module = ContrastiveFusion(config, data.bundle.specs, features)
