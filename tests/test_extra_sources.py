@@ -9,10 +9,13 @@ import torch
 import typer
 
 from cli.pretrain import parse_sensor_map
+from fusion.data.bands import Band
 from fusion.data.datasets import build_datasets
 from fusion.data.errors import FusionDataError
 from fusion.data.extra_sources import add_extra_sources, conformer
 from fusion.data.layouts import size
+from fusion.data.sample import Sample
+from fusion.data.specs import SensorSpec, Stream
 from fusion.pretrain import PretrainConfig, pretrain
 
 TINY = {"width": 16, "depth": 1, "heads": 2, "batch_size": 8, "proj_dim": 16, "log_every": 1}
@@ -40,6 +43,21 @@ def test_l2a_chip_is_conformed_to_the_l1c_streams(eurosat, shared_data: Path) ->
     assert torch.equal(out.data["s2_l1c_10m"], raw.data["s2_l2a_10m"])  # same bands, same order
     with pytest.raises(FusionDataError, match="none of which matches"):
         conformer(eurosat.specs)(raw)  # L2A without a map is another sensor
+
+
+def test_bands_are_matched_by_alias_whatever_the_case() -> None:
+    def band(name: str, *aliases: str) -> Band:
+        return Band(name, wavelength_nm=800.0, resolution_m=10.0, aliases=aliases)
+
+    primary = SensorSpec("s2", "raster", (band("B04", "B4"), band("B08", "B8"), band("B03")))
+    # The extra file names its bands "b8" (an alias, lower case) and "B4"; it has no B03.
+    source = Stream("s2_10m", "s2", (band("b8"), band("B4")), resolution_m=10.0)
+    x = torch.stack([torch.full((2, 2), 8.0), torch.full((2, 2), 4.0)])
+    raw = Sample({"s2_10m": x}, {"s2_10m": torch.ones(2, 2, dtype=torch.bool)}, {"s2_10m": source})
+    out = conformer({"s2": primary})(raw)
+    key = next(iter(primary.streams())).key
+    assert out.bands_present(key).tolist() == [True, True, False]
+    assert out.data[key][:, 0, 0].tolist() == [4.0, 8.0, 0.0]  # primary order, B03 left empty
 
 
 def test_native_stream_wins_over_a_renamed_one(eurosat, shared_data: Path) -> None:  # type: ignore[no-untyped-def]

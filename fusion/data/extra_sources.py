@@ -12,8 +12,9 @@ streams:
   L1C stems: the same instrument and bands, another processing level);
 - a stream is matched to the primary stream of the same sensor and resolution (rasters) or rate
   (time series); streams with no match are left out;
-- bands are matched by name, in the primary band order; a primary band the extra source lacks
-  keeps its slot, zero and flagged absent, as a view's channel drop leaves it;
+- bands are matched by name or alias (case-insensitive), in the primary band order; a primary
+  band the extra source lacks keeps its slot, zero and flagged absent, as a view's channel drop
+  leaves it;
 - where a sample holds a native stream and a renamed one for the same primary stream, the native
   one is kept.
 
@@ -52,9 +53,10 @@ def _conformed(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     out = x.new_zeros((len(target.bands), *x.shape[1:]))
     flags = torch.zeros(len(target.bands), dtype=torch.bool)
-    index = {b.name: i for i, b in enumerate(source.bands)}
+    # Names and aliases, case-insensitive: a source that calls B08 "B8" still fills its slot.
+    index = {n.upper(): j for j, b in enumerate(source.bands) for n in (b.name, *b.aliases)}
     for i, band in enumerate(target.bands):
-        j = index.get(band.name)
+        j = next((index[n.upper()] for n in (band.name, *band.aliases) if n.upper() in index), None)
         if j is not None:
             out[i] = x[j]
             flags[i] = present[j]
