@@ -11,6 +11,7 @@ from cli.calibrate import calibrate_cmd
 from cli.datatest import datatest_cmd
 from cli.demo import demo
 from cli.deploy import budget_cmd, degrade_cmd, distill_cmd, export_cmd, firmware_cmd
+from cli.help_text import reflow_help
 from cli.online import online_cmd
 from cli.pretrain import pretrain_cmd
 from cli.probe import probe_cmd
@@ -45,6 +46,8 @@ def version() -> None:
 
     typer.echo(__version__)
 
+
+reflow_help(app)
 
 if __name__ == "__main__":
     app()
