@@ -44,7 +44,7 @@ from benchmarks.presto_fuel_moisture import (
     parse_sets,
     thin,
 )
-from benchmarks.report import write_json
+from benchmarks.report import publish
 from fusion.data.labelled import load_labelled
 from fusion.data.shared import shared_data_dir
 from fusion.files import save_figure
@@ -184,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=None,
         help="at most this many train and test recordings (smoke tests)",
     )
-    p.add_argument("--json", help="write the report here")
-    p.add_argument("--plot", help="write a heat-map PNG here")
+    p.add_argument("--json", type=Path, help="write the report here")
+    p.add_argument("--plot", type=Path, help="write a heat-map PNG here")
     args = p.parse_args(argv)  # fmt: skip
 
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -269,12 +269,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         },
         "machine": machine(),
     }
-    print(markdown(report))
-    if args.json:
-        write_json(Path(args.json), report)
-    if args.plot:
-        plot(report, args.plot)
-    return report
+    return publish(report, markdown, args.json, args.plot, plot)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ import torch
 from torch.utils.data import Dataset
 from torch.utils.data import Subset as TorchSubset
 
-from benchmarks.report import write_json
+from benchmarks.report import publish
 from fusion.data.catalog import ERA5, NDVI, PRESTO_S1, PRESTO_S2, SRTM
 from fusion.data.labelled import LabelledData, load_labelled
 from fusion.data.sample import Sample
@@ -568,8 +568,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=None,
         help="at most this many train and test pixels (smoke tests)",
     )
-    p.add_argument("--json", help="write the report here")
-    p.add_argument("--plot", help="write a bar chart PNG here")
+    p.add_argument("--json", type=Path, help="write the report here")
+    p.add_argument("--plot", type=Path, help="write a bar chart PNG here")
     args = p.parse_args(argv)
 
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -640,12 +640,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         },
         "machine": machine(),
     }
-    print(markdown(report))
-    if args.json:
-        write_json(Path(args.json), report)
-    if args.plot:
-        plot(report, args.plot)
-    return report
+    return publish(report, markdown, args.json, args.plot, plot)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def publish(
     markdown: Callable[[dict[str, Any]], str],
     json_path: Path | None,
     plot_path: Path | None,
-    plot: Callable[[dict[str, Any], Path], None],
+    plot: Callable[[dict[str, Any], Path], object],
 ) -> dict[str, Any]:
     """Print the report's markdown table, write its JSON and PNG where asked; return it."""
     print(markdown(report))
