@@ -121,8 +121,11 @@ def detect_layout(source: str | Path) -> Layout:
         return "synthetic"
     path = Path(source)
     if not path.exists():
+        # A relative path (as configs hold: ../shared/data/...) is read against the working
+        # directory, not the config file's folder: say which, the usual cause of this error.
+        where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
         raise LayoutError(
-            f"data path does not exist; expected one of: {ACCEPTED_LAYOUTS}", path=path
+            f"data path does not exist{where}; expected one of: {ACCEPTED_LAYOUTS}", path=path
         )
     if path.suffix.lower() == ".ts":
         return "ts"

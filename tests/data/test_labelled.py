@@ -283,6 +283,13 @@ def test_unknown_layout_and_missing_path_name_the_path(tmp_path: Path):
         assert str(path) in message and "EuroSAT-MS" in message and "synthetic" in message
 
 
+def test_missing_relative_path_names_the_working_directory(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LayoutError, match="relative to the working directory") as info:
+        load_labelled("../shared/data/eurosat-ms")
+    assert str(tmp_path) in str(info.value)
+
+
 def test_eurosat_defects_name_the_file_or_folder(tmp_path: Path):
     write_multiband(tmp_path / "Forest" / "a.tif", random_image())
     write_multiband(tmp_path / "Forest" / "b.tif", random_image(1))
