@@ -75,6 +75,11 @@ def test_unknown_guide_and_guide_that_cannot_read_the_data_are_named(
 ) -> None:
     with pytest.raises(ConfigError, match=r"unknown guide 'dino'.*imagenet-rgb"):
         make_guide("dino", synthetic.specs)
+    config = tmp_path / "bad.yaml"
+    config.write_text("guide: dino\n")
+    with pytest.raises(ConfigError, match=r"unknown guide 'dino'.*bad\.yaml"):
+        PretrainConfig.from_yaml(config)  # named with its file, before any data is read
+    config.unlink()
     cfg = PretrainConfig.from_dict(
         {**TINY, "out": str(tmp_path), "max_steps": 1, "guide": "imagenet-rgb"}
     )
