@@ -85,8 +85,9 @@ class PretrainConfig:
         num_nodes: nodes.
         strategy: Lightning strategy (``"auto"``, ``"ddp"``, ``"ddp_spawn"``...).
         num_workers: DataLoader workers, or ``-1`` (the default) for automatic: none when training
-            on CPU (the cores train), ``min(8, cores - 1)`` when a GPU trains (one process
-            cannot make views as fast as a GPU consumes them). The view curriculum reaches
+            on CPU (the cores train), ``min(8, (cores - 1) // devices)`` per process when GPUs
+            train (one process cannot make views as fast as a GPU consumes them; DDP's processes
+            share the node's cores). The view curriculum reaches
             workers through shared memory.
         resume: checkpoint to resume from.
         log_every: steps between logged metrics.
@@ -187,14 +188,16 @@ def collate_indexed_views(items: list[tuple[Sample, Sample, int]]) -> tuple[Any,
 
 
 def loader_workers(config: PretrainConfig) -> int:
-    """DataLoader workers for a config: its ``num_workers``, or for ``-1`` none on CPU and
-    ``min(8, cores - 1)`` when the run trains on a GPU."""
+    """DataLoader workers per training process for a config: its ``num_workers``, or for ``-1``
+    none on CPU and ``min(8, (cores - 1) // devices)`` when the run trains on GPUs (each of a
+    node's DDP processes starts its own workers, so they split the cores)."""
     if config.num_workers >= 0:
         return config.num_workers
     gpu = config.accelerator in ("gpu", "cuda") or (
         config.accelerator == "auto" and torch.cuda.is_available()
     )
-    return min(8, (os.cpu_count() or 1) - 1) if gpu else 0
+    spare = max(0, (os.cpu_count() or 1) - 1) // max(1, config.devices)
+    return min(8, spare) if gpu else 0
 
 
 class FusionDataModule(L.LightningDataModule):

@@ -210,3 +210,7 @@ def test_loader_workers_auto_only_on_gpu(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert loader_workers(_cfg(tmp_path)) == 8  # auto resolves to the GPU
     assert loader_workers(_cfg(tmp_path, accelerator="cpu")) == 0
+    # DDP on one node: each process starts its own workers, so they share the 15 spare cores
+    assert loader_workers(_cfg(tmp_path, devices=4)) == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert loader_workers(_cfg(tmp_path)) == 0
