@@ -424,6 +424,122 @@ def combine(reports: Sequence[dict[str, Any]], commands: Sequence[str]) -> dict[
     }
 
 
+def pool(reports: Sequence[dict[str, Any]], paths: Sequence[str]) -> dict[str, Any]:
+    """Issue 9's target from several cross-validated reports that hold both MobileViTV2 and the
+    gated model (``--combine`` outputs), on the same or on other fold partitions (``--seed``).
+
+    Runs on one (partition, fold) share a test set, so their accuracies are averaged first; the
+    accuracy lost is the mean of those per-fold paired differences, with its standard error
+    across folds; pooled accuracies weight each fold by its test size.
+
+    Raises:
+        ValueError: a report is not cross-validated or lacks one of the two models, or the
+            reports differ in parameters or epochs.
+    """
+    cells: dict[tuple[str, int], dict[str, list[float]]] = {}
+    sizes: dict[tuple[str, int], int] = {}
+    params: dict[str, set[int]] = {"mobilevitv2_100": set(), "gated": set()}
+    for rep, path in zip(reports, paths, strict=True):
+        ds = rep["datasets"][0]
+        by = {r["model"]: r for r in ds["rows"]}
+        if not ds.get("folds") or set(params) - set(by):
+            raise ValueError(f"{path}: not a cross-validated report holding {sorted(params)}")
+        if rep["epochs"] != reports[0]["epochs"]:
+            raise ValueError(f"{path}: {rep['epochs']} epochs, not {reports[0]['epochs']}")
+        for model in params:
+            params[model].add(by[model]["parameters"])
+            for r in by[model]["runs"]:
+                cell = (ds["data"], int(r["fold"]))
+                cells.setdefault(cell, {m: [] for m in params})[model].append(r["accuracy"])
+                sizes[cell] = int(r["n_test"])
+    if any(len(p) != 1 for p in params.values()):
+        raise ValueError(f"the reports hold different models: parameters {params}")
+    mean = {c: {m: sum(v) / len(v) for m, v in acc.items()} for c, acc in cells.items()}
+    diffs = torch.tensor([100 * (a["mobilevitv2_100"] - a["gated"]) for a in mean.values()])
+    total = sum(sizes.values())
+    pooled = {m: sum(mean[c][m] * sizes[c] for c in mean) / total for m in params}
+    ratio = params["mobilevitv2_100"].pop() / params["gated"].pop()
+    drop = float(diffs.mean())
+    return {
+        "benchmark": "gated_vit (pooled cross-validation)",
+        "pooled_from": list(paths),
+        "epochs": reports[0]["epochs"],
+        "partitions": sorted({data for data, _ in cells}),
+        "folds": len(cells),
+        "runs_per_model": sum(len(acc["gated"]) for acc in cells.values()),
+        "accuracy": {m: round(a, 4) for m, a in pooled.items()},
+        "per_fold": [
+            {
+                "data": c[0],
+                "fold": c[1],
+                "n_test": sizes[c],
+                **{m: round(a, 4) for m, a in acc.items()},
+            }
+            for c, acc in mean.items()
+        ],
+        "targets": {
+            "parameter_ratio": round(ratio, 2),
+            "accuracy_drop_points": round(drop, 2),
+            "accuracy_drop_standard_error_points": round(float(diffs.std()) / len(diffs) ** 0.5, 2),
+            "accuracy_drop_per_fold_points": [round(float(d), 1) for d in diffs],
+            "parameters_4x_fewer": bool(ratio >= 4),
+            "accuracy_within_1_point": bool(drop <= 1),
+            "met": bool(ratio >= 4 and drop <= 1),
+        },
+    }
+
+
+def pool_markdown(report: dict[str, Any]) -> str:
+    t = report["targets"]
+    acc = report["accuracy"]
+    return "\n".join(
+        [
+            f"**Pooled cross-validation**: {report['folds']} folds over "
+            f"{len(report['partitions'])} partition(s), {report['runs_per_model']} runs per model, "
+            f"{report['epochs']} epochs",
+            "",
+            f"- accuracy: MobileViTV2 {acc['mobilevitv2_100']:.3f}, gated {acc['gated']:.3f}",
+            f"- MobileViTV2 / gated parameters: {t['parameter_ratio']:.1f}× (target ≥ 4×: "
+            f"{'PASS' if t['parameters_4x_fewer'] else 'MISS'}); accuracy lost: "
+            f"{t['accuracy_drop_points']:+.1f} ± {t['accuracy_drop_standard_error_points']:.1f} "
+            f"points (standard error; target ≤ 1: "
+            f"{'PASS' if t['accuracy_within_1_point'] else 'MISS'})",
+            "- per fold: " + ", ".join(f"{d:+.1f}" for d in t["accuracy_drop_per_fold_points"]),
+            "",
+        ]
+    )
+
+
+def pool_plot(report: dict[str, Any], path: Path) -> None:
+    """Accuracy lost per fold (points), their mean ± standard error and the 1-point target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = report["targets"]
+    diffs = t["accuracy_drop_per_fold_points"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.scatter(range(len(diffs)), diffs, color="tab:blue", label="one fold (seeds averaged)")
+    mean, se = t["accuracy_drop_points"], t["accuracy_drop_standard_error_points"]
+    ax.axhspan(
+        mean - se, mean + se, color="tab:blue", alpha=0.15, label=f"mean {mean:+.1f} ± {se:.1f}"
+    )
+    ax.axhline(mean, color="tab:blue")
+    ax.axhline(1.0, color="red", linestyle="--", label="target: ≤ 1 point lost")
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlabel("fold")
+    ax.set_ylabel("MobileViTV2 − gated (accuracy points)")
+    ax.set_title(
+        f"{report['folds']} folds, {len(report['partitions'])} partition(s); "
+        f"{t['parameter_ratio']:.1f}× fewer parameters",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = []
     for ds in report["datasets"]:
@@ -574,6 +690,14 @@ def _parser() -> argparse.ArgumentParser:
         help="join the --json outputs of runs on the same splits (e.g. one process per model) "
         "into one report with the targets recomputed; trains nothing",
     )
+    p.add_argument(
+        "--pool",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="pool cross-validated reports holding both MobileViTV2 and gated (--combine "
+        "outputs, same or other --seed partitions) into one paired estimate; trains nothing",
+    )
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None)
     return p
@@ -588,14 +712,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error(f"--validate is a share of the training split in (0, 1), got {args.validate}")
     if not 0 <= args.drop_path < 1:
         parser.error(f"--drop-path is a probability in [0, 1), got {args.drop_path}")
-    missing = [f for f in args.combine or () if not Path(f).is_file()]
-    if missing:
-        parser.error(f"--combine: no such report file(s): {', '.join(missing)}")
-    if args.combine:
+    for option, files in (("--combine", args.combine), ("--pool", args.pool)):
+        missing = [f for f in files or () if not Path(f).is_file()]
+        if missing:
+            parser.error(f"{option}: no such report file(s): {', '.join(missing)}")
+    if args.combine or args.pool:
         import json
 
-        runs = [json.loads(Path(f).read_text()) for f in args.combine]
-        return publish(combine(runs, args.combine), markdown, args.json, args.plot, plot)
+        paths = args.combine or args.pool
+        runs = [json.loads(Path(f).read_text()) for f in paths]
+        if args.combine:
+            return publish(combine(runs, paths), markdown, args.json, args.plot, plot)
+        try:
+            pooled = pool(runs, paths)
+        except ValueError as err:
+            parser.error(f"--pool: {err}")
+        return publish(pooled, pool_markdown, args.json, args.plot, pool_plot)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

@@ -80,6 +80,55 @@ def test_combine_joins_runs_on_the_same_folds_and_refuses_others(tmp_path: Path)
         main(["--combine", str(a), str(a)])
 
 
+def _cv_report(data: str, ref: list[tuple[int, float]], ours: list[tuple[int, float]]) -> dict:  # type: ignore[type-arg]
+    def row(model: str, params: int, runs: list[tuple[int, float]]) -> dict:  # type: ignore[type-arg]
+        return {
+            "model": model,
+            "parameters": params,
+            "runs": [{"fold": f, "accuracy": a, "n_test": 10} for f, a in runs],
+        }
+
+    rows = [row("mobilevitv2_100", 4_000_000, ref), row("gated", 250_000, ours)]
+    return {"epochs": 30, "datasets": [{"data": data, "folds": 2, "rows": rows}]}
+
+
+def test_pool_pairs_folds_across_reports_and_partitions(tmp_path: Path) -> None:
+    reports = [  # partition A twice (one seed each), partition B once (two seeds per fold)
+        _cv_report("A", [(0, 0.8), (1, 0.6)], [(0, 0.7), (1, 0.6)]),
+        _cv_report("A", [(0, 0.6), (1, 0.6)], [(0, 0.5), (1, 0.6)]),
+        _cv_report(
+            "B", [(0, 0.7), (0, 0.7), (1, 0.5), (1, 0.7)], [(0, 0.7), (0, 0.7), (1, 0.6), (1, 0.6)]
+        ),
+    ]
+    paths = []
+    for i, rep in enumerate(reports):
+        paths.append(str(tmp_path / f"{i}.json"))
+        Path(paths[-1]).write_text(json.dumps(rep))
+    out = main(
+        [
+            "--pool",
+            *paths,
+            "--json",
+            str(tmp_path / "pooled.json"),
+            "--plot",
+            str(tmp_path / "p.png"),
+        ]
+    )
+    t = out["targets"]
+    # per (partition, fold) lost points: A0 10, A1 0, B0 0, B1 0 → mean 2.5, s.e. 5 / 2
+    assert t["accuracy_drop_per_fold_points"] == [10.0, 0.0, 0.0, 0.0]
+    assert t["accuracy_drop_points"] == pytest.approx(2.5)
+    assert t["accuracy_drop_standard_error_points"] == pytest.approx(2.5)
+    assert t["parameter_ratio"] == 16.0 and not t["met"]
+    assert out["folds"] == 4 and out["runs_per_model"] == 8
+    assert out["accuracy"]["gated"] == pytest.approx(0.625)
+    assert (tmp_path / "p.png").stat().st_size > 5_000
+    single = {**reports[0], "datasets": [{**reports[0]["datasets"][0], "folds": None}]}
+    Path(paths[0]).write_text(json.dumps(single))
+    with pytest.raises(SystemExit):
+        main(["--pool", *paths])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -87,6 +136,7 @@ def test_combine_joins_runs_on_the_same_folds_and_refuses_others(tmp_path: Path)
         (["--validate", "1.5"], "in (0, 1)"),
         (["--drop-path", "1"], "in [0, 1)"),
         (["--combine", "missing.json"], "no such report file"),
+        (["--pool", "missing.json"], "no such report file"),
     ],
 )
 def test_bad_protocol_options_are_named(
