@@ -50,8 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.presto_fuel_moisture import command_line, machine
-from benchmarks.report import publish
+from benchmarks.report import command_line, machine, publish
 from fusion.data.collate import Batch, collate_samples
 from fusion.data.labelled import LabelledData, load_labelled
 from fusion.data.normalise import Normaliser, compute_stats

@@ -37,14 +37,12 @@ import numpy as np
 
 from benchmarks.presto_fuel_moisture import (
     add_pretraining_args,
-    command_line,
     finite,
-    machine,
     obtain_checkpoint,
     parse_sets,
     thin,
 )
-from benchmarks.report import publish
+from benchmarks.report import command_line, machine, publish
 from fusion.data.labelled import load_labelled
 from fusion.data.shared import shared_data_dir
 from fusion.files import save_figure

@@ -42,8 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.presto_fuel_moisture import command_line, machine
-from benchmarks.report import write_json
+from benchmarks.report import command_line, machine, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -35,9 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -49,7 +46,7 @@ import torch
 from torch.utils.data import Dataset
 from torch.utils.data import Subset as TorchSubset
 
-from benchmarks.report import publish
+from benchmarks.report import command_line, machine, publish
 from fusion.data.catalog import ERA5, NDVI, PRESTO_S1, PRESTO_S2, SRTM
 from fusion.data.labelled import LabelledData, load_labelled
 from fusion.data.sample import Sample
@@ -156,23 +153,6 @@ class RawSeries:
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-def command_line(module: str, argv: Sequence[str] | None) -> str:
-    """The command that produced a report, as one shell line."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    return shlex.join([".venv/bin/python", "-m", module, *args])
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cuda": torch.cuda.is_available(),
-    }
 
 
 def obtain_checkpoint(

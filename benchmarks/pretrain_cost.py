@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from lightly.loss import NTXentLoss
 
-from benchmarks.report import atomic_write, write_json
+from benchmarks.report import atomic_write, machine, write_json
 from fusion.data.collate import Batch
 from fusion.data.datasets import build_datasets
 from fusion.models import count_macs, projection_head
@@ -228,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "width": args.width,
         "threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "machine": machine(),
         "rows": rows,
         "macs_ratio_csf_over_ours": rows["early_conv"]["macs_per_sample"] / ours["macs_per_sample"],
         "speed_ratio_ours_over_csf": ours["train_samples_per_s"]
