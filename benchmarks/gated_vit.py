@@ -201,6 +201,7 @@ def _build(
         skip=not args.no_skip,
         pixel_channels=args.pixel_channels,
         drop_path=args.drop_path,
+        stem_blocks=args.stem_blocks,
     )
     return GatedClassifier(gated if kind == "gated" else gated.dense_variant(), n_classes)
 
@@ -662,6 +663,12 @@ def _parser() -> argparse.ArgumentParser:
         help="K > 0: a native-resolution pixel stage (band mixing + depthwise 3×3) in each stem",
     )
     p.add_argument(
+        "--stem-blocks",
+        type=int,
+        default=1,
+        help="residual blocks in each stem of ours after the band mean (spatial context)",
+    )
+    p.add_argument(
         "--folds",
         type=int,
         default=None,
@@ -711,6 +718,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error(f"--validate is a share of the training split in (0, 1), got {args.validate}")
     if not 0 <= args.drop_path < 1:
         parser.error(f"--drop-path is a probability in [0, 1), got {args.drop_path}")
+    if args.stem_blocks < 1:
+        parser.error(f"--stem-blocks needs at least 1, got {args.stem_blocks}")
     for option, files in (("--combine", args.combine), ("--pool", args.pool)):
         missing = [f for f in files or () if not Path(f).is_file()]
         if missing:

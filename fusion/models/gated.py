@@ -226,6 +226,8 @@ class PatchGatedViT(nn.Module):
             alone and mixes bands only after their mean.
         drop_path: stochastic-depth rate of every block in training (a regulariser for small
             labelled sets; 0 turns it off).
+        stem_blocks: residual blocks in each stem after its band mean (spatial context at the
+            fusion stride before the tokens are pooled).
 
     Attributes:
         embed_dim: D, the size of the embedding :meth:`forward` returns.
@@ -251,6 +253,7 @@ class PatchGatedViT(nn.Module):
         quantity_buckets: int = 64,
         pixel_channels: int = 0,
         drop_path: float = 0.0,
+        stem_blocks: int = 1,
     ) -> None:
         super().__init__()
         if not streams:
@@ -274,6 +277,7 @@ class PatchGatedViT(nn.Module):
             "quantity_buckets": quantity_buckets,
             "pixel_channels": pixel_channels,
             "drop_path": drop_path,
+            "stem_blocks": stem_blocks,
         }
         self.embed_dim = width
         self.band_dim = band_dim or width
@@ -296,6 +300,7 @@ class PatchGatedViT(nn.Module):
                     else (series_tokens,),
                     fusion_step=fusion_stride_m if stream_kind(s) == "raster" else series_stride_s,
                     pixel_channels=pixel_channels,
+                    blocks=stem_blocks,
                 )
                 for k, s in self.streams.items()
             }
@@ -446,6 +451,7 @@ class PatchGatedViT(nn.Module):
         streams, hparams, _ = read_model_config(cfg, "PatchGatedViT", CONFIG_VERSION)
         hparams.setdefault("pixel_channels", 0)  # configs written before the pixel stage
         hparams.setdefault("drop_path", 0.0)  # and before stochastic depth
+        hparams.setdefault("stem_blocks", 1)  # and before deeper stems
         return cls(streams, **hparams)
 
 

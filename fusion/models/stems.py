@@ -83,6 +83,10 @@ class BandSetStem(nn.Module):
         band_dim: size E of the band embeddings the forward pass receives.
         tokens: output token grid, ``(G, G)`` for rasters or ``(T_tok,)`` for series.
         fusion_step: shared step, metres (rasters) or seconds (series).
+        pixel_channels: K > 0 adds a native-resolution pixel stage (see below); 0 patchifies
+            each band alone.
+        blocks: residual blocks after the band mean, at the fusion step (more give each token
+            more spatial context before pooling).
     """
 
     def __init__(
@@ -94,10 +98,13 @@ class BandSetStem(nn.Module):
         tokens: tuple[int, ...],
         fusion_step: float,
         pixel_channels: int = 0,
+        blocks: int = 1,
     ) -> None:
         super().__init__()
         if pixel_channels < 0:
             raise ValueError(f"pixel_channels must be >= 0, got {pixel_channels}")
+        if blocks < 1:
+            raise ValueError(f"a stem needs at least 1 residual block, got {blocks}")
         self.kind = stream_kind(stream)
         self.dims: Dims = 2 if self.kind == "raster" else 1
         if len(tokens) != self.dims:
@@ -134,6 +141,8 @@ class BandSetStem(nn.Module):
             self.film = nn.Linear(band_dim, 2 * width)
             self.band_mlp = conv_nd(self.dims, width, width, 1)
         self.block = ResidualBlock(self.dims, width)
+        # Further blocks live apart so that one-block stems keep their state_dict keys.
+        self.more_blocks = nn.ModuleList(ResidualBlock(self.dims, width) for _ in range(blocks - 1))
 
     @property
     def num_tokens(self) -> int:
@@ -187,9 +196,15 @@ class BandSetStem(nn.Module):
         # fastest in on CPU.
         per_cell = cm.flatten(2).transpose(1, 2) / count.clamp(min=1).to(h.dtype).view(n, 1, 1)
         feat = (summed * per_cell).view(n, *spatial, self.width).movedim(-1, 1)
-        feat = self.block(feat, cm)
+        feat = self._blocks(feat, cm)
         pooled, ok = masked_adaptive_pool(feat, cm, self.tokens, filled=True)
         return pooled.flatten(2).transpose(1, 2), ok.flatten(1)
+
+    def _blocks(self, feat: torch.Tensor, cm: torch.Tensor) -> torch.Tensor:
+        feat = self.block(feat, cm)
+        for block in self.more_blocks:
+            feat = block(feat, cm)
+        return feat
 
     def _band_patches(
         self, xb: torch.Tensor, mask: torch.Tensor
@@ -251,6 +266,6 @@ class BandSetStem(nn.Module):
         h = torch.addcmul(h, F.gelu(self.pixel_pw(self.pixel_dw(h))), m.to(h.dtype))
         feat, cm = self.merge(h, m, filled=True)
         feat = zero_invalid(F.gelu(self.merge_norm(feat, cm, filled=True)), cm)
-        feat = self.block(feat, cm)
+        feat = self._blocks(feat, cm)
         pooled, valid = masked_adaptive_pool(feat, cm, self.tokens, filled=True)
         return pooled.flatten(2).transpose(1, 2), valid.flatten(1)

@@ -231,3 +231,25 @@ def test_drop_path_acts_in_training_only_and_round_trips(raster_batch: Batch) ->
     assert PatchGatedViT.from_config(old).config() == plain.config()
     with pytest.raises(ValueError, match="drop_path"):
         _gated(raster_batch, drop_path=1.0)
+
+
+def test_deeper_stems_round_trip_and_one_block_keeps_its_state_keys(raster_batch: Batch) -> None:
+    plain, deep = _gated(raster_batch), _gated(raster_batch, stem_blocks=3)
+    extra = set(deep.state_dict()) - set(plain.state_dict())
+    assert set(plain.state_dict()) <= set(deep.state_dict())  # old checkpoints' keys unchanged
+    assert extra and all(".more_blocks." in k for k in extra)
+    deep.eval()
+    again = PatchGatedViT.from_config(deep.config())
+    again.load_state_dict(deep.state_dict())
+    assert torch.equal(again.eval()(raster_batch), deep(raster_batch))
+    with torch.no_grad():  # the extra blocks act: zeroing their output layers changes the result
+        before = deep(raster_batch)
+        for name, p in deep.named_parameters():
+            if ".more_blocks." in name and ".pw." in name:
+                p.zero_()
+        assert not torch.allclose(deep(raster_batch), before)
+    old = plain.config()
+    del old["stem_blocks"]  # a config written before the option existed
+    assert PatchGatedViT.from_config(old).config() == plain.config()
+    with pytest.raises(ValueError, match="at least 1 residual block"):
+        _gated(raster_batch, stem_blocks=0)

@@ -137,6 +137,7 @@ def test_pool_pairs_folds_across_reports_and_partitions(tmp_path: Path) -> None:
         (["--drop-path", "1"], "in [0, 1)"),
         (["--combine", "missing.json"], "no such report file"),
         (["--pool", "missing.json"], "no such report file"),
+        (["--stem-blocks", "0"], "at least 1"),
     ],
 )
 def test_bad_protocol_options_are_named(
