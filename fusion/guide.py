@@ -21,6 +21,7 @@ Guides are :class:`~fusion.probe.Embedder` s named in :data:`GUIDES`: ``"imagene
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,7 @@ from fusion.probe.embedders import Embedder
 from fusion.probe.embedding import embed_dataset
 from fusion.probe.errors import ProbeError
 
-__all__ = ["GUIDES", "GuideHead", "guide_loss", "guide_targets", "make_guide"]
+__all__ = ["GUIDES", "GuideHead", "check_guide", "guide_loss", "guide_targets", "make_guide"]
 
 #: Guide name → factory from the sensor specs.
 GUIDES: dict[str, Callable[[Mapping[str, SensorSpec]], Embedder]] = {
@@ -46,14 +47,20 @@ GUIDES: dict[str, Callable[[Mapping[str, SensorSpec]], Embedder]] = {
 }
 
 
+def check_guide(name: str, *, path: str | Path | None = None) -> None:
+    """Raise :class:`ConfigError` (naming the config file ``path``, if any) unless a guide is
+    called ``name``."""
+    if name not in GUIDES:
+        raise ConfigError(f"unknown guide {name!r}; expected one of {sorted(GUIDES)}", path=path)
+
+
 def make_guide(name: str, specs: Mapping[str, SensorSpec]) -> Embedder:
     """The guide called ``name``.
 
     Raises:
         ConfigError: no guide has that name.
     """
-    if name not in GUIDES:
-        raise ConfigError(f"unknown guide {name!r}; expected one of {sorted(GUIDES)}")
+    check_guide(name)
     return GUIDES[name](specs)
 
 

@@ -40,7 +40,7 @@ from fusion.data.errors import ConfigError
 from fusion.data.extra_sources import add_extra_sources
 from fusion.data.sample import Sample
 from fusion.data.specs import SensorSpec, Stream
-from fusion.guide import GUIDES, GuideHead, guide_loss, guide_targets, make_guide
+from fusion.guide import GuideHead, check_guide, guide_loss, guide_targets, make_guide
 from fusion.models import FusionEncoder, early_fusion_baseline, projection_head
 from fusion.views import ViewConfig, ViewMaker, collate_views
 
@@ -150,11 +150,8 @@ class PretrainConfig:
             views, (f.name for f in dataclasses.fields(ViewConfig)), path=source, what="views"
         )
         merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        guide = merged.get("guide")
-        if guide is not None and guide not in GUIDES:  # before any data is read
-            raise ConfigError(
-                f"unknown guide {guide!r}; expected one of {sorted(GUIDES)}", path=source
-            )
+        if merged.get("guide") is not None:  # named before any data is read
+            check_guide(merged["guide"], path=source)
         return cls(**merged)
 
     @property
