@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ from fusion.data.errors import ConfigError
 from fusion.data.extra_sources import add_extra_sources
 from fusion.data.sample import Sample
 from fusion.data.specs import SensorSpec, Stream
+from fusion.files import atomic_write
 from fusion.guide import GuideHead, check_guide, guide_loss, guide_targets, make_guide
 from fusion.models import FusionEncoder, early_fusion_baseline, projection_head
 from fusion.views import ViewConfig, ViewMaker, collate_views
@@ -69,7 +71,8 @@ class PretrainConfig:
         temperature: NT-Xent temperature.
         memory_bank: negatives kept in lightly's memory bank (0: off).
         guide: a frozen model whose features of each training chip the views also predict
-            (``"imagenet-rgb"``, ``"band-stats"``; see :mod:`fusion.guide`), or ``None``.
+            (``"imagenet-rgb"``, ``"band-stats"``; see :mod:`fusion.guide`), or ``None``. Its
+            features are saved in the run folder and reused on resume and by DDP's processes.
         guide_weight: weight of the guide's cosine term beside NT-Xent.
         width: encoder width (token dimension).
         depth: transformer layers of the shared trunk.
@@ -450,6 +453,49 @@ def check_memory_bank(config: PretrainConfig, n_train: int) -> None:
         )
 
 
+GUIDE_FEATURES = "guide_features.pt"
+
+
+def _guide_key(config: PretrainConfig, n_train: int) -> dict[str, Any]:
+    """What the guide's features depend on: a saved table is reused only when all of it matches."""
+    return {
+        "guide": config.guide,
+        "data": str(config.data),
+        "extra_data": [str(p) for p in config.extra_data],
+        "sensor_map": dict(config.sensor_map),
+        "chip_m": config.chip_m,
+        "seed": config.seed,
+        "train_chips": n_train,
+        "version": __version__,
+    }
+
+
+def saved_guide_features(config: PretrainConfig, n_train: int) -> torch.Tensor | None:
+    """The guide's features saved in the run folder by an earlier start of this run (a resumed
+    run, or DDP's first process for the others), or ``None`` when there are none for this data."""
+    path = config.run_dir / GUIDE_FEATURES
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+        return None  # a damaged table is computed again
+    if not isinstance(saved, dict) or saved.get("key") != _guide_key(config, n_train):
+        return None
+    features: torch.Tensor = saved["features"]
+    return features if features.shape[0] == n_train else None
+
+
+def save_guide_features(config: PretrainConfig, features: torch.Tensor) -> None:
+    """Write the guide's features to the run folder (temporary file, then rename)."""
+    key = _guide_key(config, features.shape[0])
+    atomic_write(
+        config.run_dir / GUIDE_FEATURES,
+        lambda fh: torch.save({"key": key, "features": features}, fh),
+        mode="wb",
+    )
+
+
 def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run pretraining; returns a JSON-ready summary (also written to ``run_dir/summary.json``)."""
     # Lightning's own deprecation notice about torch's pytree API: not ours to fix, only noise.
@@ -459,12 +505,20 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]
     data.setup()
     assert data.bundle is not None
     check_memory_bank(config, len(data.bundle.train))  # type: ignore[arg-type]
-    features = None
+    features, computed = None, False
     if config.guide:
         guide = make_guide(config.guide, data.bundle.specs)
-        features = guide_targets(guide, data.bundle.train, data.bundle.specs, progress=progress)
+        # Computed once per run: a resumed run and DDP's other processes (started by the first
+        # one in trainer.fit, after it saved them) read them back.
+        features = saved_guide_features(config, len(data.bundle.train))  # type: ignore[arg-type]
+        if features is None:
+            train = data.bundle.train
+            features = guide_targets(guide, train, data.bundle.specs, progress=progress)
+            computed = True
     run = config.run_dir  # created once the data is known good: bad input leaves no empty run
     run.mkdir(parents=True, exist_ok=True)
+    if computed and features is not None:
+        save_guide_features(config, features)
     module = ContrastiveFusion(config, data.bundle.specs, features)
     ckpt = ModelCheckpoint(
         dirpath=run / "checkpoints",

@@ -51,7 +51,10 @@ def test_guide_loss_is_cosine_distance() -> None:
     assert float(guide_loss(x, -x)) == pytest.approx(2.0)
 
 
-def test_guided_pretraining_logs_the_guide_term_and_checkpoint_loads(tmp_path: Path) -> None:
+def test_guided_pretraining_logs_the_guide_term_and_checkpoint_loads(
+    tmp_path: Path,
+    synthetic,  # type: ignore[no-untyped-def]
+) -> None:
     cfg = PretrainConfig.from_dict(
         {**TINY, "out": str(tmp_path), "name": "g", "max_steps": 4, "guide": "band-stats"}
     )
@@ -62,11 +65,34 @@ def test_guided_pretraining_logs_the_guide_term_and_checkpoint_loads(tmp_path: P
     assert summary["config"]["guide"] == "band-stats"
     pretrained = load_pretrained(summary["checkpoint"])  # the guide head stays behind
     assert pretrained.encoder.embed_dim == 16
-    # resume: the guide's features are recomputed, the head's weights come from the checkpoint
-    more = PretrainConfig.from_dict(
-        {**cfg.__dict__, "max_steps": 6, "resume": summary["checkpoint"]}
-    )
-    assert pretrain(more, progress=False)["steps"] == 6
+    # resume: the guide's features are read back from the run folder (not computed again), the
+    # head's weights come from the checkpoint
+    saved = tmp_path / "g" / "guide_features.pt"
+    table = torch.load(saved, weights_only=True)["features"]
+    assert table.shape == (len(synthetic.train), BandStatistics(synthetic.specs).dim)
+    calls = []
+    import fusion.pretrain as pretrain_module
+
+    real = pretrain_module.guide_targets
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pretrain_module, "guide_targets", counted)
+        more = PretrainConfig.from_dict(
+            {**cfg.__dict__, "max_steps": 6, "resume": summary["checkpoint"]}
+        )
+        assert pretrain(more, progress=False)["steps"] == 6
+        assert not calls  # reused
+        # another data seed is another training split: the saved table does not match
+        other = PretrainConfig.from_dict({**cfg.__dict__, "max_steps": 1, "seed": 1})
+        pretrain(other, progress=False)
+        assert len(calls) == 1
+        saved.write_bytes(b"damaged")  # a damaged table is computed again, not an error
+        pretrain(other, progress=False)
+        assert len(calls) == 2
 
 
 def test_unknown_guide_and_guide_that_cannot_read_the_data_are_named(
