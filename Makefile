@@ -46,7 +46,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check fusion cli
 
 typecheck: $(STAMP)
-	$(BIN)/mypy fusion cli
+	$(BIN)/mypy fusion cli benchmarks
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest

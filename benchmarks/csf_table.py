@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # every sample read once, reused by every row
     train = [data.train[i] for i in range(len(data.train))]  # type: ignore[arg-type]
     test = [data.test[i] for i in range(len(data.test))]  # type: ignore[arg-type]
-    results = []
+    results: list[dict[str, Any]] = []
     for label, rep, subset in rows_for(data, fusion, args.seed):
         t0 = time.perf_counter()
         probes = (
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rep, train, test, task="classification", subset=subset, probes=probes,
             class_names=data.class_names,
         )  # fmt: skip
-        row = {
+        row: dict[str, Any] = {
             "row": label,
             "representation": rep.name,
             "input": subset.name if subset else "all sensors",

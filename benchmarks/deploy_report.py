@@ -144,7 +144,7 @@ def run(name: str, teacher: Path, steps: int, work: Path, unseen: int = 0) -> di
         fidelity_unseen = _fidelity(bundle, *_unseen_places(bundle, unseen))
         gap = fidelity_unseen["gap_points"]
         targets["int8_within_1pt_unseen_places"] = {**fidelity_unseen, "pass": gap <= 1.0}
-    out = {
+    out: dict[str, Any] = {
         "dataset": name,
         "teacher": str(teacher),
         "steps": steps,

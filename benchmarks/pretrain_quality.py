@@ -25,6 +25,7 @@ import argparse
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,11 @@ def materialise(ds: Dataset[Sample]) -> Samples:
     return Samples([ds[i] for i in range(len(ds))])  # type: ignore[arg-type]
 
 
+def _scene_label(scene: Any, _scene: Any, bounds: Any) -> int:
+    """A chip's label from the synthetic scene it was cut from (``label_fn`` of ChipDataset)."""
+    return chip_label(scene, bounds)
+
+
 def extra_places(n: int, specs: dict[str, SensorSpec] | None, chip_m: float = 640.0) -> Samples:
     """Every chip of ``n`` synthetic places pretraining never saw (seeds from ``EXTRA_SEED``),
     each with the sensors of the default's place at the same position in its cycle; normalised
@@ -82,9 +88,7 @@ def extra_places(n: int, specs: dict[str, SensorSpec] | None, chip_m: float = 64
         scene = make_scene(EXTRA_SEED + i, sensors=list(sensors) if sensors else None)
         aligned = align(scene.sources)
         chips = [ChipRef(0, b) for b in grid_chips(aligned, chip_m)]
-        ds = ChipDataset(
-            [aligned], chips, label_fn=lambda _a, b, sc=scene: chip_label(sc, b), transform=norm
-        )
+        ds = ChipDataset([aligned], chips, label_fn=partial(_scene_label, scene), transform=norm)
         items += materialise(ds).items
     return Samples(items)
 
