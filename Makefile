@@ -43,7 +43,7 @@ arm-toolchain:
 
 lint: $(STAMP)
 	$(BIN)/ruff check fusion cli tests benchmarks
-	$(BIN)/ruff format --check fusion cli
+	$(BIN)/ruff format --check fusion cli tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy fusion cli benchmarks
