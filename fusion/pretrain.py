@@ -27,7 +27,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightly.loss import NTXentLoss
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
@@ -422,6 +422,18 @@ class SaveOnInterrupt(Callback):
             )
 
 
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, titled by the run's step budget: a run bounded by
+    ``max_steps`` has no epoch limit (Lightning sets ``max_epochs = -1``), which the stock bar
+    printed as "Epoch 0/-2"."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        trainer = self.trainer
+        if trainer.max_epochs is not None and trainer.max_epochs >= 0:
+            return super()._get_train_description(current_epoch)
+        return f"Epoch {current_epoch} · max {trainer.max_steps} steps"  # set once per epoch
+
+
 def check_memory_bank(config: PretrainConfig, n_train: int) -> None:
     """Refuse a memory bank that holds every training sample.
 
@@ -547,6 +559,7 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]
             ckpt,
             CurriculumCallback(data.view_maker, config.max_steps),
             SaveOnInterrupt(run / "checkpoints" / "interrupted.ckpt"),
+            *([StepProgressBar()] if progress else []),
         ],
         log_every_n_steps=config.log_every,
         val_check_interval=max(min(config.max_steps // 2, 100), 1),

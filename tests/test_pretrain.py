@@ -214,3 +214,15 @@ def test_loader_workers_auto_only_on_gpu(tmp_path: Path, monkeypatch: pytest.Mon
     assert loader_workers(_cfg(tmp_path, devices=4)) == 3
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert loader_workers(_cfg(tmp_path)) == 0
+
+
+def test_progress_bar_titles_a_step_bounded_run_by_its_steps() -> None:
+    from types import SimpleNamespace
+
+    from fusion.pretrain import StepProgressBar
+
+    bar = StepProgressBar()
+    bar._trainer = SimpleNamespace(max_epochs=-1, max_steps=250)  # type: ignore[assignment]
+    assert bar._get_train_description(3) == "Epoch 3 · max 250 steps"  # not "Epoch 3/-2"
+    bar._trainer = SimpleNamespace(max_epochs=5, max_steps=-1)  # type: ignore[assignment]
+    assert bar._get_train_description(3).startswith("Epoch 3/4")  # epoch-bounded: Lightning's
