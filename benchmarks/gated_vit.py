@@ -728,13 +728,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         import json
 
         paths = args.combine or args.pool
-        runs = [json.loads(Path(f).read_text()) for f in paths]
+        runs = []
+        for f in paths:
+            try:
+                runs.append(json.loads(Path(f).read_text()))
+            except ValueError as err:  # not JSON: name the file
+                parser.error(f"{f}: not a gated_vit JSON report ({err})")
         if args.combine:
             return publish(combine(runs, paths), markdown, args.json, args.plot, plot)
         try:
             pooled = pool(runs, paths)
         except ValueError as err:
             parser.error(f"--pool: {err}")
+        except (KeyError, TypeError, IndexError) as err:  # another benchmark's report
+            parser.error(f"--pool: not a gated_vit report (no {err!s} where expected)")
         return publish(pooled, pool_markdown, args.json, args.plot, pool_plot)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)

@@ -10,8 +10,9 @@ beside the NT-Xent term. Views drop sensors and bands, so the encoder learns to 
 guide sees from whichever bands remain.
 
 Cost: one guide forward pass per training chip before the first step (EfficientNet-Lite0 at
-224 px: about 0.1 s per chip on 2 CPU cores, 25 s for EuroSAT-MS's 217 chips; every DDP process
-computes its own copy) and a ``(chips, G)`` float32 table on the training device.
+224 px: about 0.1 s per chip on 2 CPU cores, 25 s for EuroSAT-MS's 217 chips; once per run:
+:func:`fusion.pretrain.pretrain` saves the table in the run folder for a resumed run and for
+DDP's other processes) and a ``(chips, G)`` float32 table on the training device.
 
 Guides are :class:`~fusion.probe.Embedder` s named in :data:`GUIDES`: ``"imagenet-rgb"``
 (EfficientNet-Lite0, true colour, as the ImageNet baseline of the probes) and ``"band-stats"``

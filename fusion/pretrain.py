@@ -493,9 +493,9 @@ def saved_guide_features(config: PretrainConfig, n_train: int) -> torch.Tensor |
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
         return None  # a damaged table is computed again
     if not isinstance(saved, dict) or saved.get("key") != _guide_key(config, n_train):
-        return None
+        return None  # the key holds the chip count: the table has a row per training chip
     features: torch.Tensor = saved["features"]
-    return features if features.shape[0] == n_train else None
+    return features
 
 
 def save_guide_features(config: PretrainConfig, features: torch.Tensor) -> None:
@@ -516,21 +516,21 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict[str, Any]
     data = FusionDataModule(config)
     data.setup()
     assert data.bundle is not None
-    check_memory_bank(config, len(data.bundle.train))  # type: ignore[arg-type]
-    features, computed = None, False
-    if config.guide:
+    n_train = len(data.bundle.train)  # type: ignore[arg-type]
+    check_memory_bank(config, n_train)
+    # The guide's features are computed once per run: a resumed run and DDP's other processes
+    # (started by the first one in trainer.fit, after it saved them) read them back.
+    features = saved_guide_features(config, n_train) if config.guide else None
+    computed: torch.Tensor | None = None
+    if config.guide and features is None:
         guide = make_guide(config.guide, data.bundle.specs)
-        # Computed once per run: a resumed run and DDP's other processes (started by the first
-        # one in trainer.fit, after it saved them) read them back.
-        features = saved_guide_features(config, len(data.bundle.train))  # type: ignore[arg-type]
-        if features is None:
-            train = data.bundle.train
-            features = guide_targets(guide, train, data.bundle.specs, progress=progress)
-            computed = True
+        features = computed = guide_targets(
+            guide, data.bundle.train, data.bundle.specs, progress=progress
+        )
     run = config.run_dir  # created once the data is known good: bad input leaves no empty run
     run.mkdir(parents=True, exist_ok=True)
-    if computed and features is not None:
-        save_guide_features(config, features)
+    if computed is not None:
+        save_guide_features(config, computed)
     module = ContrastiveFusion(config, data.bundle.specs, features)
     ckpt = ModelCheckpoint(
         dirpath=run / "checkpoints",

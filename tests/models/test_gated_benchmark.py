@@ -127,6 +127,9 @@ def test_pool_pairs_folds_across_reports_and_partitions(tmp_path: Path) -> None:
     Path(paths[0]).write_text(json.dumps(single))
     with pytest.raises(SystemExit):
         main(["--pool", *paths])
+    Path(paths[0]).write_text("{not json")
+    with pytest.raises(SystemExit):
+        main(["--pool", *paths])
 
 
 @pytest.mark.parametrize(
